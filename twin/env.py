@@ -1,0 +1,397 @@
+"""The gymnasium environment ``AIGCTwin-v0``: data centres serving AIGC jobs, co-simulated slot by slot with
+their energy systems; one episode is one day. Equations: docs/twin-model.md."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from twin import accounting, compute, energy
+from twin.exogenous import ExogenousData, split_days
+from twin.scenario import REWARD_MODES, Scenario, ScenarioError, load_scenario, with_overrides
+
+ENV_ID = "AIGCTwin-v0"
+OBS_BOUND = 10.0  # observations are clipped to [-OBS_BOUND, OBS_BOUND]
+OBS_PER_DC = 8
+OBS_GLOBAL = 3
+
+
+class ActionError(ValueError):
+    """An action or decision that does not fit the environment (message names the part)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One slot's decisions in physical terms (what ``decode_action`` returns)."""
+
+    transfer: np.ndarray  # (N, N) shares of origin o's new jobs served at j; rows sum to 1
+    steps: np.ndarray  # (N,) step counts
+    steps_index: np.ndarray  # (N,) indices into the step set
+    battery: np.ndarray  # (N,) set point, fraction of rated power, + charge / - discharge
+
+
+class AIGCTwinEnv(gym.Env):
+    """
+    ## Description
+    N data centres (default 3: SD 1.5, SDXL, SD 3.5 medium), each an AIGC service provider with one
+    text-to-image model on a pool of GPUs, serve jobs arriving from a workload model fitted to a production
+    trace, while their sites buy electricity at real day-ahead prices, use PV and wind and run a battery.
+    Per slot (default 5 min, 288 per day) the agent routes new jobs between ASPs, picks each DC's denoising
+    step count and each battery's set point. Latency, energy and quality come from measured or cited model
+    cards; see docs/twin-model.md for every equation.
+
+    ## Action Space
+    ``Box(-1, 1, (N*(N-1) + 2N,), float32)``: transfer shares per origin to each other DC (row-major,
+    self skipped), then a step-count value per DC, then a battery set point per DC. Build and read actions
+    with ``encode_action(transfer, steps, battery)`` and ``decode_action(action)``.
+
+    ## Observation Space
+    ``Box(-10, 10, (8N + 3,), float32)``: per DC the price now, its 1 h and 4 h means (per ``price_scale``),
+    renewable power per IT peak, battery state of charge, queued and newly arrived images per slot capacity,
+    PUE - 1; then sin and cos of the time of day and the fraction of the day elapsed.
+
+    ## Rewards
+    ``dense``: ``reward_scale`` x the slot's utility (revenue - penalties - energy cost - transfer cost).
+    ``sparse``: ``reward_scale`` x the summed utility of the settlement period, paid on settlement slots
+    (``info["settled"]``) and 0 elsewhere. Unscaled money terms are always in ``info``.
+
+    ## Starting State
+    A day of the chosen split (``reset(options={"split": "train" | "eval", "day": ...})``), empty queues,
+    batteries at ``soc_init``; the day's arrivals are sampled from ``self.np_random``.
+
+    ## Episode End
+    Truncated after the last slot of the day; never terminated.
+
+    ## Arguments
+    ``scenario`` (name of a bundled TOML, a path or a ``Scenario``), ``reward_mode`` (overrides the
+    scenario's), ``data`` (an ``ExogenousData``; default: built from the traces loaders), ``cards`` (one
+    card per DC; default: ``twin.cards.find_card``).
+
+    ## Version History
+    * v0: first version.
+    """
+
+    metadata: ClassVar[dict] = {"render_modes": []}
+
+    def __init__(
+        self,
+        scenario: str | Path | Scenario = "default",
+        reward_mode: str | None = None,
+        data: ExogenousData | None = None,
+        cards: list | None = None,
+    ):
+        sc = load_scenario(scenario)
+        if reward_mode is not None:
+            if reward_mode not in REWARD_MODES:
+                raise ScenarioError(f"reward_mode must be one of {REWARD_MODES}, got {reward_mode!r}")
+            sc = with_overrides(sc, reward_mode=reward_mode)
+        self.scenario = sc
+        self.n_dc = sc.n_dc
+        self.step_set = np.asarray(sc.steps, dtype=np.int64)
+        self.slots = sc.slots_per_episode
+        self.slot_s = float(sc.slot_s)
+        self._cards = cards if cards is not None else _find_cards(sc)
+        if len(self._cards) != self.n_dc:
+            raise ScenarioError(f"{sc.source}: {self.n_dc} data centres but {len(self._cards)} cards")
+        self.data = data if data is not None else _build_data(sc)
+        if self.data.price.shape[1:] != (self.slots, self.n_dc):
+            raise ScenarioError(
+                f"{sc.source}: exogenous data has (slots, sites) {self.data.price.shape[1:]}, "
+                f"scenario needs {(self.slots, self.n_dc)}"
+            )
+        self._setup_model()
+        n = self.n_dc
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(n * (n - 1) + 2 * n,), dtype=np.float32)
+        self.observation_space = spaces.Box(
+            -OBS_BOUND, OBS_BOUND, shape=(OBS_PER_DC * n + OBS_GLOBAL,), dtype=np.float32
+        )
+        self.train_days, self.eval_days = split_days(sc, self.data.days)
+        self._day = 0
+        self._ex: dict[str, np.ndarray] = {}
+        self._reset_state(0, np.zeros((self.slots, n, len(self.images)), dtype=np.int64))
+
+    # --- set-up -------------------------------------------------------------------------------------------
+
+    def _setup_model(self) -> None:
+        sc, dcs = self.scenario, self.scenario.datacenters
+        self.images = np.asarray(self.data.arrivals.images, dtype=np.int64)
+        self.tables = compute.build_tables(
+            self._cards, sc.steps, self.images, [d.gpus for d in dcs], [d.relative_quality for d in dcs],
+            [d.idle_power_w for d in dcs],
+        )  # fmt: skip
+        self.assets = energy.EnergyAssets.from_datacenters(dcs)
+        self.tariffs = accounting.Tariffs(
+            revenue_per_image=np.array([d.revenue_per_image for d in dcs]),
+            penalty_late=sc.money.penalty_late_per_job,
+            penalty_quality=sc.money.penalty_quality_per_job,
+            penalty_drop=sc.money.penalty_drop_per_job,
+            transfer_cost_per_image=sc.money.transfer_cost_per_image,
+            min_quality=sc.jobs.min_quality,
+        )
+        self.deadline_s = sc.jobs.deadline_base_s + sc.jobs.deadline_per_image_s * self.images
+        self._off = ~np.eye(self.n_dc, dtype=bool)
+        self.transfer_latency_s = sc.money.transfer_latency_s * self._off
+        ref = int(np.argmin(np.abs(self.step_set - sc.reference_steps)))
+        rows = np.arange(self.n_dc)
+        last = (self.tables.batch > 0).sum(axis=1) - 1
+        # Normalisers: images per slot at the reference step count and the largest batch; IT peak power.
+        self.capacity_ref = self.tables.capacity_images(np.full(self.n_dc, ref), self.slot_s)[rows, last]
+        peak_w = self.tables.energy_j[rows, ref, last] / self.tables.lat_s[rows, ref, last]
+        self.it_peak_kw = self.tables.gpus * peak_w * (1 + self.assets.host_overhead) / 1000.0
+        # Stored energy / capacity is the SoC; a DC without a battery reads 0 (stored is 0 there too).
+        self._battery_norm = np.where(self.assets.battery_kwh > 0, self.assets.battery_kwh, 1.0)
+
+    def _reset_state(self, day: int, arrivals: np.ndarray) -> None:
+        n, k = self.n_dc, len(self.images)
+        self._day, self._t = day, 0
+        self._arrivals = arrivals
+        self._queue = np.zeros((n, self.scenario.jobs.max_wait_slots + 1, k, n), dtype=np.int64)
+        self._stored = self.assets.initial_energy_kwh()
+        self._pending = 0.0  # utility since the last settlement
+        self._last_images = np.zeros(n)
+        self._ex = self._episode_arrays(day, arrivals)
+
+    def _episode_arrays(self, day: int, arrivals: np.ndarray) -> dict[str, np.ndarray]:
+        d = self.data
+        price = d.price[day]
+        pue = energy.pue(self.assets, d.temperature_c[day])
+        per_hour = max(round(3600 / self.slot_s), 1)
+        scaled = price / self.scenario.price_scale
+        ren = (d.pv_kw[day] + d.wind_kw[day]) / np.maximum(self.it_peak_kw, 1e-9)
+        # The exogenous part of every observation of the day, (T, N, 5), computed once per episode.
+        static = np.stack(
+            [scaled, _ahead_mean(scaled, per_hour), _ahead_mean(scaled, 4 * per_hour), ren, pue - 1], 2
+        )
+        return {
+            "price": price,
+            "export_price": self.scenario.money.export_price_factor * price,
+            "pv_kw": d.pv_kw[day],
+            "wind_kw": d.wind_kw[day],
+            "temperature_c": d.temperature_c[day],
+            "pue": pue,
+            "arrivals": arrivals,
+            "_obs_static": static,
+        }
+
+    # --- actions ------------------------------------------------------------------------------------------
+
+    def encode_action(self, transfer: Any, steps: Any, battery: Any) -> np.ndarray:
+        """The action vector for (N, N) transfer shares (diagonal ignored), N step counts from the step
+        set and N battery set points in [-1, 1]."""
+        n = self.n_dc
+        tr = np.asarray(transfer, dtype=float)
+        st = np.asarray(steps).reshape(-1)
+        bt = np.asarray(battery, dtype=float).reshape(-1)
+        if tr.shape != (n, n):
+            raise ActionError(f"transfer must be ({n}, {n}), got {tr.shape}")
+        off = ~np.eye(n, dtype=bool)
+        if (tr[off] < 0).any() or (tr[off] > 1).any() or (tr * off).sum(axis=1).max() > 1 + 1e-9:
+            raise ActionError("transfer shares must be in [0, 1] with each origin's transferred total <= 1")
+        if st.shape != (n,) or not np.isin(st, self.step_set).all():
+            raise ActionError(
+                f"steps must be {n} values from the step set {self.step_set.tolist()}, got {st.tolist()}"
+            )
+        if bt.shape != (n,) or (np.abs(bt) > 1).any() or not np.isfinite(bt).all():
+            raise ActionError(f"battery must be {n} set points in [-1, 1], got {bt.tolist()}")
+        idx = np.searchsorted(self.step_set, st)
+        span = max(len(self.step_set) - 1, 1)
+        parts = [2 * tr[off] - 1, 2 * idx / span - 1, bt]
+        return np.clip(np.concatenate(parts), -1, 1).astype(np.float32)
+
+    def decode_action(self, action: Any) -> Decision:
+        """The physical decision an action vector stands for (clipped to [-1, 1] first; NaN is an error)."""
+        n = self.n_dc
+        a = np.asarray(action, dtype=float).reshape(-1)
+        if a.shape != self.action_space.shape:
+            raise ActionError(f"action must have shape {self.action_space.shape}, got {a.shape}")
+        if not np.isfinite(a).all():
+            raise ActionError("action holds NaN or infinite values")
+        a = np.clip(a, -1.0, 1.0)
+        m = n * (n - 1)
+        off = self._off
+        tr = np.zeros((n, n))
+        tr[off] = (a[:m] + 1) / 2
+        tr /= np.maximum(tr.sum(axis=1, keepdims=True), 1.0)  # ask for more than all: scaled down
+        tr[~off] = 1.0 - tr.sum(axis=1)
+        idx = np.rint((a[m : m + n] + 1) / 2 * (len(self.step_set) - 1)).astype(np.int64)
+        return Decision(tr, self.step_set[idx], idx, a[m + n :].copy())
+
+    # --- gymnasium API ------------------------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = set(options) - {"split", "day"}
+        if unknown:
+            raise ScenarioError(f"reset options: unknown key(s) {sorted(unknown)} (allowed: split, day)")
+        split = options.get("split", "train")
+        if split not in ("train", "eval"):
+            raise ScenarioError(f"reset options: split must be 'train' or 'eval', got {split!r}")
+        if "day" in options:
+            day = self.data.day_index(options["day"])
+        else:
+            pool = self.train_days if split == "train" else self.eval_days
+            day = int(self.np_random.choice(pool))
+        arrivals = self.data.arrivals.sample(self.np_random, self._date(day), self.slots, int(self.slot_s))
+        arrivals = np.asarray(arrivals, dtype=np.int64)
+        if arrivals.shape != (self.slots, self.n_dc, len(self.images)) or (arrivals < 0).any():
+            raise ScenarioError(f"arrival model returned shape {arrivals.shape} or negative counts")
+        self._reset_state(day, arrivals)
+        return self._observation(), {"day": self.data.days[day], "slot": 0}
+
+    def _date(self, day: int) -> dt.date:
+        return dt.date.fromisoformat(self.data.days[day])
+
+    def step(self, action):
+        if self._t >= self.slots:
+            raise ActionError("the day is over (truncated): call reset() before step()")
+        dec = self.decode_action(action)
+        t, ex, sc = self._t, self._ex, self.scenario
+        comp = compute.slot_compute(
+            self.tables, self._queue, self._arrivals[t], dec.transfer, dec.steps_index, self.deadline_s,
+            self.transfer_latency_s, self.slot_s, sc.jobs.queueing_factor,
+        )  # fmt: skip
+        slot_h = self.slot_s / 3600.0
+        load = energy.facility_kwh(comp.gpu_j, self.assets, ex["pue"][t])
+        ren = (ex["pv_kw"][t] + ex["wind_kw"][t]) * slot_h
+        en = energy.dispatch(self.assets, load, ren, self._stored, dec.battery, ex["export_price"][t], slot_h)
+        last = t + 1 == self.slots
+        settle_batt = np.zeros(self.n_dc)
+        if last:  # stored energy used up over the day is paid for at the day's mean price
+            used = self.assets.initial_energy_kwh() - en.soc_kwh
+            settle_batt = used * self.assets.eta_discharge * ex["price"].mean(axis=0) / 1000.0
+        money = accounting.slot_money(
+            self.tariffs, comp.served, comp.late, comp.dropped, comp.transfers, comp.quality, self.images,
+            en.grid_import, en.export, ex["price"][t], ex["export_price"][t], settle_batt,
+        )  # fmt: skip
+        utility = float(money.utility.sum())
+        reward, settled = self._reward(utility, last)
+        info = self._info(comp, en, money, dec, settled)
+        self._queue, self._stored = comp.queue, en.soc_kwh
+        self._last_images = np.einsum("ok,k->o", self._arrivals[t], self.images).astype(float)
+        self._t += 1
+        return self._observation(), reward, False, last, info
+
+    def _reward(self, utility: float, last: bool) -> tuple[float, bool]:
+        sc = self.scenario
+        if sc.reward_mode == "dense":
+            return sc.reward_scale * utility, True
+        self._pending += utility
+        if last or (self._t + 1) % sc.settlement_slots == 0:
+            paid, self._pending = self._pending, 0.0
+            return sc.reward_scale * paid, True
+        return 0.0, False
+
+    def _observation(self) -> np.ndarray:
+        t = min(self._t, self.slots - 1)
+        per_dc = np.empty((self.n_dc, OBS_PER_DC))
+        per_dc[:, [0, 1, 2, 3, 7]] = self._ex["_obs_static"][t]
+        per_dc[:, 4] = self._stored / self._battery_norm
+        per_dc[:, 5] = np.einsum("iako,k->i", self._queue, self.images) / self.capacity_ref
+        per_dc[:, 6] = self._last_images / self.capacity_ref
+        phase = 2 * np.pi * self._t / self.slots
+        glob = (np.sin(phase), np.cos(phase), self._t / self.slots)
+        obs = np.concatenate([per_dc.reshape(-1), glob])
+        return np.clip(obs, -OBS_BOUND, OBS_BOUND).astype(np.float32)
+
+    def _info(self, comp, en, money, dec: Decision, settled: bool) -> dict[str, Any]:
+        arrived = self._arrivals[self._t]
+        moved = comp.transfers.sum(axis=2)
+        info: dict[str, Any] = {
+            "slot": self._t,
+            "day": self.data.days[self._day],
+            **money.totals(),
+            "reward_scale": self.scenario.reward_scale,
+            "settled": settled,
+            "arrived": int(arrived.sum()),
+            "transferred": int(moved.sum() - np.trace(moved)),
+            "transfer_jobs": moved,  # (N, N) jobs from origin o (row) served at j (column); diagonal kept
+            "served": int(comp.served.sum()),
+            "served_images": float(comp.served_images.sum()),
+            "late": int(comp.late.sum()),
+            "quality_violations": int(
+                comp.served.sum(axis=(1, 2, 3))[comp.quality < self.tariffs.min_quality].sum()
+            ),
+            "dropped": int(comp.dropped.sum()),
+            "queued": int(comp.queue.sum()),
+            "gpu_kwh": float(comp.gpu_j.sum() / compute.J_PER_KWH),
+            "load_kwh": float(en.load.sum()),
+            "renewable_kwh": float(en.renewable.sum()),
+            "renewable_used_kwh": float(en.renewable_used.sum()),
+            "battery_charge_kwh": float(en.charge.sum()),
+            "battery_discharge_kwh": float(en.discharge.sum()),
+            "grid_import_kwh": float(en.grid_import.sum()),
+            "export_kwh": float(en.export.sum()),
+            "curtailed_kwh": float(en.curtailed.sum()),
+        }
+        info["dc"] = {
+            "arrived": arrived.sum(axis=1),
+            "served": comp.served.sum(axis=(1, 2, 3)),
+            "served_by_origin": comp.served.sum(axis=(0, 1, 2)),
+            "dropped_by_origin": comp.dropped.sum(axis=(0, 1)),
+            "queued_by_origin": comp.queue.sum(axis=(0, 1, 2)),
+            "late": comp.late.sum(axis=(1, 2, 3)),
+            "dropped": comp.dropped.sum(axis=(1, 2)),
+            "queued": comp.queue.sum(axis=(1, 2, 3)),
+            "offered_images": comp.offered_images,
+            "served_images": comp.served_images,
+            "steps": comp.steps,
+            "batch": comp.batch,
+            "quality": comp.quality,
+            "utilisation": comp.utilisation,
+            "gpu_kwh": comp.gpu_j / compute.J_PER_KWH,
+            "load_kwh": en.load,
+            "renewable_kwh": en.renewable,
+            "renewable_used_kwh": en.renewable_used,
+            "battery_charge_kwh": en.charge,
+            "battery_charge_grid_kwh": en.charge_from_grid,
+            "battery_discharge_kwh": en.discharge,
+            "grid_import_kwh": en.grid_import,
+            "export_kwh": en.export,
+            "curtailed_kwh": en.curtailed,
+            "stored_kwh": en.soc_kwh,
+            "soc": en.soc_kwh / self._battery_norm,
+            "price": self._ex["price"][self._t],
+            "revenue": money.revenue,
+            "penalty": money.penalty,
+            "energy_cost": money.energy_cost,
+            "transfer_cost": money.transfer_cost,
+            "utility": money.utility,
+        }
+        return info
+
+    def exogenous(self) -> dict[str, Any]:
+        """The current episode's full arrays (copies): price, export_price, pv_kw, wind_kw, temperature_c,
+        pue as (T, N); arrivals (T, N, K) requests per class; images (K,); day; slot_s."""
+        out = {k: v.copy() for k, v in self._ex.items() if not k.startswith("_")}
+        out.update(images=self.images.copy(), day=self.data.days[self._day], slot_s=int(self.slot_s))
+        return out
+
+
+def _ahead_mean(x: np.ndarray, window: int) -> np.ndarray:
+    """Mean of x[t : t + window] for every t (shorter at the end of the day), along axis 0."""
+    cs = np.concatenate([np.zeros((1, *x.shape[1:])), np.cumsum(x, axis=0)])
+    t = np.arange(len(x))
+    end = np.minimum(t + window, len(x))
+    return (cs[end] - cs[t]) / (end - t)[:, None]
+
+
+def _find_cards(sc: Scenario) -> list:
+    from twin.cards import find_card
+
+    return [find_card(d.model, gpu=d.gpu, mode=d.mode) for d in sc.datacenters]
+
+
+def _build_data(sc: Scenario) -> ExogenousData:
+    from twin.exogenous import build_exogenous
+
+    return build_exogenous(sc)
+
+
+gym.register(id=ENV_ID, entry_point="twin.env:AIGCTwinEnv", max_episode_steps=288)
