@@ -1,0 +1,191 @@
+"""Stable-Baselines3 SAC/TD3 built with a reward shaper plugged in through ``ShapedReplayBuffer`` (the
+algorithms are not copied), and the callback that refits the shaper from stored settlement periods."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from stable_baselines3 import SAC, TD3
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.noise import NormalActionNoise
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+
+from policies.replay import ShapedReplayBuffer
+from policies.shapers import DiffusionShaper, MLPShaper, PotentialShaper, RewardShaper, ShaperError
+from policies.shapers.base import pearson
+
+ALGOS: dict[str, type[OffPolicyAlgorithm]] = {"sac": SAC, "td3": TD3}
+SHAPINGS = ("none", "diffusion", "mlp", "potential")
+
+
+class AgentError(ValueError):
+    """An agent was requested with an unknown algorithm, shaping or invalid hyperparameter."""
+
+
+@dataclass
+class AgentConfig:
+    """Hyperparameters of the scheduler and its shaper (defaults: SB3's SAC defaults, DRESS/paper for shaping)."""
+
+    learning_rate: float = 3e-4
+    buffer_size: int = 200_000
+    learning_starts: int = 1_000
+    batch_size: int = 256
+    gamma: float = 0.99
+    tau: float = 0.005
+    train_freq: int = 1
+    gradient_steps: int = 1
+    net_width: int = 256
+    td3_noise: float = 0.1
+    eta: float = 0.4
+    shaper_steps: int = 5
+    latent: int = 128
+    schedule: str = "vp"
+    shaper_hidden: int = 256
+    shaper_lr: float = 3e-4
+    device: str = "cpu"
+
+
+def check_choice(kind: str, value: str, allowed) -> str:
+    if value not in allowed:
+        raise AgentError(f"unknown {kind} {value!r}; choose one of {', '.join(allowed)}")
+    return value
+
+
+def build_shaper(shaping: str, obs_dim: int, act_dim: int, cfg: AgentConfig) -> RewardShaper | None:
+    """The shaper named by ``shaping`` ("none" gives None), on ``cfg.device``."""
+    check_choice("shaping", shaping, SHAPINGS)
+    common = {"hidden": cfg.shaper_hidden, "lr": cfg.shaper_lr}
+    try:
+        if shaping == "diffusion":
+            shaper = DiffusionShaper(
+                obs_dim, act_dim, steps=cfg.shaper_steps, latent=cfg.latent, schedule=cfg.schedule, **common
+            )
+        elif shaping == "mlp":
+            shaper = MLPShaper(obs_dim, act_dim, **common)
+        elif shaping == "potential":
+            shaper = PotentialShaper(obs_dim, act_dim, **common)
+        else:
+            return None
+    except ShaperError as exc:
+        raise AgentError(str(exc)) from exc
+    return shaper.to(cfg.device)
+
+
+def flat_dims(env) -> tuple[int, int]:
+    obs_shape, act_shape = env.observation_space.shape, env.action_space.shape
+    if obs_shape is None or act_shape is None or len(act_shape) != 1:
+        raise AgentError("the environment needs a Box observation space and a 1-D Box action space")
+    return int(np.prod(obs_shape)), int(act_shape[0])
+
+
+def build_agent(
+    algo: str, env, shaping: str, cfg: AgentConfig, *, seed: int, tensorboard_log: str | None = None
+) -> tuple[OffPolicyAlgorithm, RewardShaper | None]:
+    """A fresh SB3 ``algo`` on ``env`` whose replay buffer shapes sampled rewards with a new shaper."""
+    check_choice("algorithm", algo, ALGOS)
+    check_choice("shaping", shaping, SHAPINGS)
+    obs_dim, act_dim = flat_dims(env)
+    kwargs = dict(
+        learning_rate=cfg.learning_rate,
+        buffer_size=cfg.buffer_size,
+        learning_starts=cfg.learning_starts,
+        batch_size=cfg.batch_size,
+        gamma=cfg.gamma,
+        tau=cfg.tau,
+        train_freq=cfg.train_freq,
+        gradient_steps=cfg.gradient_steps,
+        policy_kwargs={"net_arch": [cfg.net_width, cfg.net_width]},
+        replay_buffer_class=ShapedReplayBuffer,
+        replay_buffer_kwargs={"eta": cfg.eta, "gamma": cfg.gamma},
+        tensorboard_log=tensorboard_log,
+        seed=seed,
+        device=cfg.device,
+        verbose=0,
+    )
+    if algo == "td3":
+        sigma = cfg.td3_noise * np.ones(act_dim)
+        kwargs["action_noise"] = NormalActionNoise(np.zeros(act_dim), sigma)
+    torch.manual_seed(seed)  # the shaper's initial weights are seeded like the networks'
+    shaper = build_shaper(shaping, obs_dim, act_dim, cfg)
+    model = ALGOS[algo]("MlpPolicy", env, **kwargs)
+    model.replay_buffer.attach_shaper(shaper)
+    return model, shaper
+
+
+def load_agent(
+    algo: str, model_path: Path, buffer_path: Path, env, shaper: RewardShaper | None, device: str = "cpu"
+) -> OffPolicyAlgorithm:
+    """Reload a saved agent and its replay buffer, and re-attach the (separately restored) shaper."""
+    check_choice("algorithm", algo, ALGOS)
+    model = ALGOS[algo].load(model_path, env=env, device=device)
+    model.load_replay_buffer(buffer_path)
+    model.replay_buffer.attach_shaper(shaper)
+    return model
+
+
+class ShaperCallback(BaseCallback):
+    """Refits the shaper every ``fit_every`` env steps and switches shaping on after ``start`` steps.
+
+    Logs ``shaper/*`` diagnostics, among them the Pearson correlation of the shaping term with the hidden
+    per-slot value the buffer stored from ``info`` (diagnosis only: it never reaches the losses).
+    """
+
+    def __init__(
+        self,
+        shaper: RewardShaper,
+        *,
+        start: int = 1_000,
+        fit_every: int = 250,
+        updates: int = 50,
+        periods: int = 32,
+        max_slots: int = 64,
+        diag_samples: int = 1024,
+    ):
+        super().__init__()
+        if min(fit_every, updates, periods, max_slots) < 1:
+            raise AgentError("shaper fit_every, updates, periods and max_slots must all be >= 1")
+        self.shaper, self.start, self.fit_every, self.updates = shaper, start, fit_every, updates
+        self.periods, self.max_slots, self.diag_samples = periods, max_slots, diag_samples
+        self.n_fits, self.last_fit_step = 0, 0
+        self.last: dict[str, float] = {}
+
+    @property
+    def buffer(self) -> ShapedReplayBuffer:
+        return self.model.replay_buffer
+
+    def _on_step(self) -> bool:
+        # ">=" rather than "%": with several envs num_timesteps moves in strides and can skip a multiple
+        if self.num_timesteps - self.last_fit_step >= self.fit_every and self.buffer.n_complete_periods() > 0:
+            self.last_fit_step = self.num_timesteps
+            self.fit()
+        self.buffer.shaping_enabled = self.num_timesteps >= self.start and self.shaper.fitted
+        return True
+
+    def fit(self) -> dict[str, float]:
+        """``updates`` gradient steps of the shaper, then diagnostics recorded to the SB3 logger."""
+        stats: list[dict[str, float]] = []
+        for _ in range(self.updates):
+            stats.append(self.shaper.fit_batch(self.buffer.sample_periods(self.periods, self.max_slots)))
+        self.n_fits += 1
+        self.last = {k: float(np.nanmean([s.get(k, np.nan) for s in stats])) for k in stats[-1]}
+        self.last.update(self.diagnostics())
+        self.last["fits"] = self.n_fits
+        self.last["enabled"] = float(self.buffer.shaping_enabled)
+        for key, value in self.last.items():
+            self.logger.record(f"shaper/{key}", value)
+        return self.last
+
+    def diagnostics(self) -> dict[str, float]:
+        obs, act, nxt, dones, _, hidden = self.buffer.sample_transitions(self.diag_samples)
+        with torch.no_grad():
+            self.shaper.eval()
+            term = self.shaper.shaping_term(obs, act, nxt, dones, self.buffer.gamma)
+        return {
+            "bound": float(self.shaper.bound),
+            "term_mean": float(term.mean()),
+            "term_std": float(term.std()),
+            "corr_hidden": pearson(term, hidden),
+        }

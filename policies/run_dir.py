@@ -1,0 +1,156 @@
+"""A training run's directory: its name, the config that produced it, the metrics CSV, and atomically
+published checkpoints (``checkpoints/step_*/`` plus a ``latest`` pointer) that ``--resume`` continues from."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import random
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from traces.atomic import write_csv_atomic, write_json_atomic, write_text_atomic
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.csv"
+LATEST_FILE = "latest"
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+class RunDirError(ValueError):
+    """A run directory is missing what was asked of it (config, checkpoint)."""
+
+
+def run_name(scenario: str, algo: str, shaping: str, seed: int, now: datetime | None = None) -> str:
+    """``scenario__algo+shaping__seed__YYYYmmddTHHMMSSZ`` (CleanRL-style, sortable by time)."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{scenario}__{algo}+{shaping}__{seed}__{stamp}"
+
+
+class RunDir:
+    """Paths and persistence of one run. Nothing is written until a method that writes is called."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.checkpoints = self.path / "checkpoints"
+        self.metrics_path = self.path / METRICS_FILE
+        self.tensorboard = self.path / "tb"
+
+    def save_config(self, config: dict[str, Any], extras: dict[str, str] | None = None) -> None:
+        """The config as JSON beside the run, plus any named text files (e.g. the scenario used)."""
+        write_json_atomic(self.path / CONFIG_FILE, config)
+        for name, text in (extras or {}).items():
+            write_text_atomic(self.path / name, text)
+
+    def load_config(self) -> dict[str, Any]:
+        path = self.path / CONFIG_FILE
+        if not path.is_file():
+            raise RunDirError(f"no {CONFIG_FILE} in run directory {self.path}")
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def latest_checkpoint(self) -> Path | None:
+        """The checkpoint named by ``latest``; else the highest-step complete one; None if there is none."""
+        pointer = self.checkpoints / LATEST_FILE
+        if pointer.is_file():
+            named = self.checkpoints / pointer.read_text(encoding="utf-8").strip()
+            if named.is_dir():
+                return named
+        steps = sorted(self.checkpoint_dirs(), key=lambda p: int(_STEP_DIR.match(p.name).group(1)))
+        return steps[-1] if steps else None
+
+    def checkpoint_dirs(self) -> list[Path]:
+        if not self.checkpoints.is_dir():
+            return []
+        return [p for p in self.checkpoints.iterdir() if p.is_dir() and _STEP_DIR.match(p.name)]
+
+    def save_checkpoint(self, step: int, write: Callable[[Path], None], keep: int = 2) -> Path:
+        """Let ``write`` fill a temporary folder, publish it as ``step_<n>`` by rename, point ``latest`` at it."""
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        final = self.checkpoints / f"step_{step:010d}"
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=self.checkpoints))
+        try:
+            write(tmp)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        write_text_atomic(self.checkpoints / LATEST_FILE, final.name + "\n")
+        self.prune(keep, protect=final)
+        return final
+
+    def prune(self, keep: int, protect: Path) -> None:
+        dirs = sorted(self.checkpoint_dirs(), key=lambda p: p.name)
+        for old in dirs[: max(len(dirs) - keep, 0)]:
+            if old != protect:
+                shutil.rmtree(old, ignore_errors=True)
+
+
+def checkpoint_step(path: Path) -> int:
+    match = _STEP_DIR.match(Path(path).name)
+    if match is None:
+        raise RunDirError(f"{path} is not a checkpoint folder (step_<n>)")
+    return int(match.group(1))
+
+
+class MetricsLog:
+    """Rows of metrics kept in memory and rewritten atomically as one CSV (columns: the union seen)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.rows: list[dict[str, Any]] = []
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.rows.append(dict(row))
+
+    def flush(self) -> None:
+        if self.rows:
+            write_csv_atomic(self.path, pd.DataFrame(self.rows))
+
+    def resume(self, step: int) -> None:
+        """Reload the CSV, dropping rows logged after ``step`` (they are re-run from the checkpoint)."""
+        if self.path.is_file() and self.path.stat().st_size > 0:
+            frame = pd.read_csv(self.path)
+            self.rows = [r for r in frame.to_dict("records") if r.get("step", 0) <= step]
+        self.flush()
+
+
+def rng_state(action_space=None) -> dict[str, Any]:
+    """Python, numpy-global, torch and action-space generator states (what SB3 draws from)."""
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),  # noqa: NPY002 (SB3 draws from it)
+        "torch": torch.get_rng_state(),
+    }
+    if action_space is not None:
+        state["action_space"] = action_space.np_random.bit_generator.state
+    return state
+
+
+def set_rng_state(state: dict[str, Any], action_space=None) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])  # noqa: NPY002
+    torch.set_rng_state(state["torch"])
+    if action_space is not None and "action_space" in state:
+        action_space.np_random.bit_generator.state = state["action_space"]
+
+
+def save_pickle(path: Path, obj: Any) -> None:
+    with open(path, "wb") as fh:
+        pickle.dump(obj, fh)
+
+
+def load_pickle(path: Path) -> Any:
+    with open(path, "rb") as fh:
+        return pickle.load(fh)

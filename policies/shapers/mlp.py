@@ -1,0 +1,32 @@
+"""The plain-network reward shaper (the paper's "DNN-based shaping" ablation): the same interface and
+return-decomposition training as the diffusion shaper, with one MLP from (s, a) to a bounded r_hat."""
+
+from __future__ import annotations
+
+import torch
+
+from policies.shapers.base import RewardShaper, ShaperError, mlp
+
+
+class MLPShaper(RewardShaper):
+    """r_hat(s, a) = bound * tanh(MLP(s, a)), fitted so its sum over a settlement period matches the settlement."""
+
+    kind = "mlp"
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        *,
+        hidden: int = 256,
+        layers: int = 3,
+        lr: float = 3e-4,
+        reward_bound: float | None = None,
+    ):
+        super().__init__(obs_dim, act_dim, lr=lr, reward_bound=reward_bound)
+        if hidden < 1 or layers < 1:
+            raise ShaperError(f"hidden width and layer count must be >= 1, got {hidden} and {layers}")
+        self.net = mlp([obs_dim + act_dim, *([hidden] * layers), 1])
+
+    def step_reward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.bound * torch.tanh(self.net(torch.cat([obs, actions], dim=-1)).squeeze(-1))

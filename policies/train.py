@@ -1,0 +1,480 @@
+"""Train an SB3 SAC/TD3 scheduler on the twin, with or without a learned reward shaper, into a run directory
+(config, metrics CSV, TensorBoard, resumable checkpoints): ``python -m policies.train --help``."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import inspect
+import itertools
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import HParam
+from tqdm.auto import tqdm
+
+from policies.agents import (
+    ALGOS,
+    SHAPINGS,
+    AgentConfig,
+    AgentError,
+    ShaperCallback,
+    build_agent,
+    build_shaper,
+    check_choice,
+    flat_dims,
+    load_agent,
+)
+from policies.delayed import SettlementWrapper
+from policies.run_dir import (
+    MetricsLog,
+    RunDir,
+    RunDirError,
+    checkpoint_step,
+    load_pickle,
+    rng_state,
+    run_name,
+    save_pickle,
+    set_rng_state,
+)
+from policies.shapers import RewardShaper, ShaperError
+from traces.atomic import write_json_atomic
+
+
+class TrainError(ValueError):
+    """Bad input to a training run (unknown scenario, resume without a checkpoint, ...)."""
+
+
+@dataclass
+class Args:
+    algo: str = "sac"
+    """scheduler algorithm: sac | td3"""
+    shaping: str = "diffusion"
+    """reward shaping: diffusion | mlp | none | potential"""
+    scenario: str = "tiny"
+    """twin scenario: a bundled name (tiny, default) or a TOML path"""
+    reward_mode: str | None = None
+    """twin reward: sparse | dense (default: the scenario's own)"""
+    seed: int = 0
+    """seed of the networks, the replay sampling and the env's first reset"""
+    total_steps: int = 20_000
+    """env steps to train for in total (with --resume: the new total)"""
+    run_dir: str | None = None
+    """run directory (default: runs/<scenario>__<algo>+<shaping>__<seed>__<time>)"""
+    runs_root: str = "runs"
+    """parent folder of auto-named run directories"""
+    resume: bool = False
+    """continue the run in --run-dir from its latest checkpoint"""
+    eta: float = 0.4
+    """weight of the shaping term in r_env + eta * r_hat (paper summary: 0.4 best)"""
+    shaper_steps: int = 5
+    """denoising steps W of the diffusion shaper (paper summary: 5 best of 3, 5, 7)"""
+    latent: int = 128
+    """latent size M of the diffusion shaper (paper summary: 128 best of 64, 128, 256)"""
+    schedule: str = "vp"
+    """noise schedule of the diffusion shaper: vp | cosine"""
+    shaper_hidden: int = 256
+    """hidden width of the shaper networks"""
+    shaper_lr: float = 3e-4
+    """Adam learning rate of the shaper"""
+    shaping_start: int = 2_000
+    """env steps before the shaping term is added (assumption; DRESS uses 5000)"""
+    shaper_fit_every: int = 250
+    """refit the shaper every this many env steps"""
+    shaper_updates: int = 20
+    """shaper gradient steps per refit"""
+    shaper_periods: int = 32
+    """settlement periods per shaper batch"""
+    shaper_max_slots: int = 48
+    """slots sampled per period (randomised return decomposition beyond this)"""
+    learning_rate: float = 3e-4
+    """actor/critic learning rate (SB3 default)"""
+    buffer_size: int = 200_000
+    """replay buffer capacity in transitions"""
+    learning_starts: int = 1_000
+    """random-action steps before gradient updates begin"""
+    batch_size: int = 256
+    """minibatch size of the actor/critic updates (SB3 default)"""
+    gamma: float = 0.99
+    """discount factor"""
+    tau: float = 0.005
+    """target-network soft update rate"""
+    train_freq: int = 1
+    """env steps between updates"""
+    gradient_steps: int = 1
+    """gradient steps per update"""
+    net_width: int = 256
+    """width of the two hidden layers of actor and critics"""
+    td3_noise: float = 0.1
+    """std of TD3's Gaussian exploration noise"""
+    checkpoint_every: int = 5_000
+    """save a checkpoint every this many env steps (and at the end)"""
+    keep_checkpoints: int = 2
+    """checkpoints kept on disk"""
+    env_id: str | None = None
+    """train on this gymnasium id instead of the twin (e.g. Pendulum-v1, for smoke tests)"""
+    settle_every: int = 0
+    """with --env-id: pay rewards as settlements every this many steps (0: dense)"""
+    threads: int = 1
+    """torch CPU threads (0: torch's default; 1 measured fastest on a busy 2-core box, where 2 threads thrash)"""
+    progress: bool = True
+    """show a progress bar"""
+    tensorboard: bool = True
+    """write TensorBoard logs under <run>/tb"""
+
+    def agent_config(self) -> AgentConfig:
+        names = {f.name for f in fields(AgentConfig)}
+        return AgentConfig(**{k: v for k, v in asdict(self).items() if k in names})
+
+    def validate(self) -> None:
+        check_choice("algorithm", self.algo, ALGOS)
+        check_choice("shaping", self.shaping, SHAPINGS)
+        if self.reward_mode not in (None, "sparse", "dense"):
+            raise TrainError(f"unknown reward mode {self.reward_mode!r}; choose sparse or dense")
+        for name in ("total_steps", "checkpoint_every", "keep_checkpoints", "batch_size", "buffer_size"):
+            if getattr(self, name) < 1:
+                raise TrainError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.resume and self.run_dir is None:
+            raise TrainError("--resume needs --run-dir (the run to continue)")
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Attribute docstrings (a string right under a field), as CleanRL/tyro turn into --help."""
+    body = ast.parse(inspect.getsource(cls)).body[0].body
+    docs = {}
+    for node, nxt in itertools.pairwise(body):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+        ):
+            docs[node.target.id] = str(nxt.value.value)
+    return docs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m policies.train", description=__doc__.splitlines()[0])
+    docs, hints = field_docs(Args), get_type_hints(Args)
+    for f in fields(Args):
+        flag, kind = "--" + f.name.replace("_", "-"), hints[f.name]
+        helptext = f"{docs.get(f.name, '')} (default: {f.default})"
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=helptext)
+        else:
+            base = next(
+                (t for t in (int, float, str) if t == kind or t in getattr(kind, "__args__", ())), str
+            )
+            parser.add_argument(flag, type=base, default=f.default, help=helptext)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Args, set[str]]:
+    """The parsed Args and the names of the options given explicitly on the command line."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    ns = build_parser().parse_args(argv)
+    flags = [a.split("=", 1)[0][2:] for a in argv if a.startswith("--")]
+    explicit = {f.removeprefix("no-").replace("-", "_") for f in flags}
+    return Args(**vars(ns)), explicit
+
+
+# --- environment ---------------------------------------------------------------------------------------------
+
+
+def make_env(args: Args) -> tuple[gym.Env, dict[str, str]]:
+    """The training env and the text files to save beside the run (the scenario used)."""
+    if args.env_id is not None:
+        try:
+            env = gym.make(args.env_id)
+        except gym.error.Error as exc:
+            raise TrainError(f"cannot make env {args.env_id!r}: {exc}") from None
+        if args.settle_every > 0:
+            env = SettlementWrapper(env, args.settle_every)
+        return env, {}
+    import twin.env  # noqa: F401  (registers AIGCTwin-v0; imported late so --env-id runs need no twin data)
+    from twin.scenario import ScenarioError
+
+    try:
+        env = gym.make("AIGCTwin-v0", scenario=args.scenario, reward_mode=args.reward_mode)
+    except (ScenarioError, OSError, ValueError) as exc:  # the twin's data and card errors are ValueErrors
+        raise TrainError(f"scenario {args.scenario!r}: {exc}") from None
+    return env, {"scenario.toml": env.unwrapped.scenario.to_toml()}
+
+
+def scenario_label(args: Args) -> str:
+    label = args.env_id or Path(args.scenario).stem
+    return label.replace("/", "-")
+
+
+# --- callbacks -----------------------------------------------------------------------------------------------
+
+SKIP_INFO = {"settled", "reward_scale", "slot", "TimeLimit.truncated", "episode", "terminal_observation"}
+
+
+class MetricsCallback(BaseCallback):
+    """One CSV row (and TensorBoard scalars) per finished episode: return, info terms summed, rates, losses."""
+
+    def __init__(
+        self,
+        log: MetricsLog,
+        shaper_cb: ShaperCallback | None,
+        episodes: int = 0,
+        hparams: dict | None = None,
+    ):
+        super().__init__()
+        self.log, self.shaper_cb, self.episodes, self.hparams = log, shaper_cb, episodes, hparams
+        self.t0 = time.perf_counter()
+        self.sums: list[dict[str, float]] = []
+        self.losses: dict[str, float] = {}
+
+    def _on_training_start(self) -> None:
+        self.sums = [dict() for _ in range(self.training_env.num_envs)]
+        self.t0, self.step0 = time.perf_counter(), self.num_timesteps
+        if self.hparams:  # the hyperparameters as a TensorBoard table, as CleanRL does
+            plain = {k: v for k, v in self.hparams.items() if isinstance(v, int | float | str | bool)}
+            metrics = {"charts/episode_return": 0.0, "charts/violation_rate": 0.0}
+            self.logger.record("hparams", HParam(plain, metrics), exclude=("stdout", "log", "json", "csv"))
+
+    def _on_step(self) -> bool:
+        self.losses.update({k: v for k, v in self.logger.name_to_value.items() if k.startswith("train/")})
+        for i, (info, reward, done) in enumerate(
+            zip(self.locals["infos"], self.locals["rewards"], self.locals["dones"], strict=True)
+        ):
+            acc = self.sums[i]
+            acc["return"] = acc.get("return", 0.0) + float(reward)
+            acc["length"] = acc.get("length", 0) + 1
+            for key, value in info.items():
+                if (
+                    key not in SKIP_INFO
+                    and isinstance(value, int | float | np.number)
+                    and np.ndim(value) == 0
+                ):
+                    acc[key] = acc.get(key, 0.0) + float(value)
+            if done:
+                self.finish_episode(acc)
+                self.sums[i] = {}
+        return True
+
+    def finish_episode(self, acc: dict[str, float]) -> None:
+        self.episodes += 1
+        elapsed = time.perf_counter() - self.t0
+        row: dict[str, Any] = {
+            "step": self.num_timesteps,
+            "episode": self.episodes,
+            "wall_s": round(elapsed, 2),
+        }
+        row["sps"] = (self.num_timesteps - self.step0) / max(elapsed, 1e-9)
+        row["episode_return"], row["episode_length"] = acc.pop("return"), acc.pop("length")
+        row.update({f"info/{k}": v for k, v in acc.items()})
+        row.update(episode_rates(acc))
+        row.update({f"losses/{k.split('/', 1)[1]}": v for k, v in self.losses.items()})
+        if self.shaper_cb is not None:
+            row.update({f"shaper/{k}": v for k, v in self.shaper_cb.last.items()})
+        for key in ("episode_return", "violation_rate", "info/utility"):
+            if key in row:
+                self.logger.record(f"charts/{key.replace('info/', '')}", row[key])
+        self.log.append(row)
+        self.log.flush()
+
+
+def episode_rates(acc: dict[str, float]) -> dict[str, float]:
+    """Deadline-violation rate (late + dropped jobs over jobs served or dropped) and quality-violation rate."""
+    rates = {}
+    if {"late", "served", "dropped"} <= acc.keys():
+        done = acc["served"] + acc["dropped"]
+        rates["violation_rate"] = (acc["late"] + acc["dropped"]) / done if done else float("nan")
+        if "quality_violations" in acc:
+            rates["quality_violation_rate"] = (
+                acc["quality_violations"] / acc["served"] if acc["served"] else float("nan")
+            )
+    return rates
+
+
+class CheckpointCallback(BaseCallback):
+    """Every ``every`` env steps (and at the end): model, replay buffer, shaper, RNG states, counters."""
+
+    def __init__(
+        self, run: RunDir, args: Args, shaper: RewardShaper | None, shaper_cb, metrics_cb, keep: int
+    ):
+        super().__init__()
+        self.run, self.args, self.shaper, self.keep = run, args, shaper, keep
+        self.shaper_cb, self.metrics_cb = shaper_cb, metrics_cb
+        self.last_saved = -1
+
+    # Saved when a rollout starts, i.e. after the previous step's gradient update, so a resumed run does
+    # exactly the updates an uninterrupted one would.
+    def _on_training_start(self) -> None:
+        self.last_saved = self.num_timesteps
+
+    def _on_rollout_start(self) -> None:
+        if self.num_timesteps - self.last_saved >= self.args.checkpoint_every:
+            self.save()
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_training_end(self) -> None:
+        self.save()
+
+    def save(self) -> Path:
+        def write(folder: Path) -> None:
+            self.model.save(folder / "model.zip")
+            self.model.save_replay_buffer(folder / "replay_buffer.pkl")
+            if self.shaper is not None:
+                torch.save(
+                    {"state": self.shaper.state_dict(), "extra": self.shaper.extra_state()},
+                    folder / "shaper.pt",
+                )
+            save_pickle(folder / "rng.pkl", rng_state(self.model.action_space))
+            state = {
+                "step": self.num_timesteps,
+                "episodes": self.metrics_cb.episodes,
+                "shaper_fits": self.shaper_cb.n_fits if self.shaper_cb else 0,
+            }
+            write_json_atomic(folder / "state.json", state)
+
+        self.metrics_cb.log.flush()
+        self.last_saved = self.num_timesteps
+        return self.run.save_checkpoint(self.num_timesteps, write, keep=self.keep)
+
+
+class ProgressCallback(BaseCallback):
+    """A tqdm bar over env steps that starts at the resumed step count."""
+
+    def __init__(self, total: int):
+        super().__init__()
+        self.total, self.bar = total, None
+
+    def _on_training_start(self) -> None:
+        self.bar = tqdm(total=self.total, initial=self.num_timesteps, unit="step", dynamic_ncols=True)
+
+    def _on_step(self) -> bool:
+        self.bar.update(1)
+        return True
+
+    def _on_training_end(self) -> None:
+        self.bar.close()
+
+
+# --- the run -------------------------------------------------------------------------------------------------
+
+FIXED_ON_RESUME = ("algo", "shaping", "scenario", "seed", "env_id", "reward_mode", "settle_every")
+
+
+def resolve_args(args: Args, explicit: set[str]) -> tuple[Args, RunDir]:
+    """The run's Args and directory: a new auto-named run, or the saved config of a resumed one."""
+    args.validate()
+    if not args.resume:
+        name = run_name(scenario_label(args), args.algo, args.shaping, args.seed)
+        run = RunDir(args.run_dir or Path(args.runs_root) / name)
+        if (run.path / "config.json").exists() or run.checkpoint_dirs():
+            raise TrainError(
+                f"{run.path} already holds a run: continue it with --resume or pick another --run-dir"
+            )
+        return args, run
+    run = RunDir(args.run_dir)
+    try:
+        saved = run.load_config()
+    except RunDirError as exc:
+        raise TrainError(f"cannot resume: {exc}") from None
+    for name in FIXED_ON_RESUME:
+        if name in explicit and getattr(args, name) != saved.get(name):
+            raise TrainError(
+                f"cannot resume with --{name.replace('_', '-')}={getattr(args, name)}: the run used {saved.get(name)}"
+            )
+    keep = {"total_steps", "resume", "run_dir", "progress", "threads"}
+    merged = {**{k: v for k, v in saved.items() if k in {f.name for f in fields(Args)}}}
+    merged.update({k: getattr(args, k) for k in keep})
+    return Args(**merged), run
+
+
+def train(args: Args, explicit: set[str] | None = None) -> Path:
+    """Run (or resume) training; returns the run directory."""
+    args, run = resolve_args(args, explicit or set())
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    ckpt = run.latest_checkpoint() if args.resume else None
+    if args.resume and ckpt is None:
+        raise TrainError(f"cannot resume: no checkpoint in {run.checkpoints}")
+    env, extras = make_env(args)
+    cfg = args.agent_config()
+    tb = str(run.tensorboard) if args.tensorboard else None
+    if ckpt is None:
+        run.save_config(asdict(args), extras)
+        model, shaper = build_agent(args.algo, env, args.shaping, cfg, seed=args.seed, tensorboard_log=tb)
+        state: dict[str, Any] = {"step": 0, "episodes": 0, "shaper_fits": 0}
+    else:
+        model, shaper, state = restore(args, run, ckpt, env, cfg)
+    log = MetricsLog(run.metrics_path)
+    log.resume(state["step"])
+    callbacks = build_callbacks(args, run, shaper, log, state)
+    remaining = args.total_steps - model.num_timesteps
+    if remaining > 0:
+        model.learn(
+            remaining, callback=callbacks, log_interval=1, tb_log_name="tb", reset_num_timesteps=ckpt is None
+        )
+    log.flush()
+    env.close()
+    return run.path
+
+
+def build_callbacks(args: Args, run: RunDir, shaper, log: MetricsLog, state: dict) -> list[BaseCallback]:
+    shaper_cb = None
+    if shaper is not None:
+        shaper_cb = ShaperCallback(
+            shaper,
+            start=args.shaping_start,
+            fit_every=args.shaper_fit_every,
+            updates=args.shaper_updates,
+            periods=args.shaper_periods,
+            max_slots=args.shaper_max_slots,
+        )
+        shaper_cb.n_fits = state["shaper_fits"]
+    metrics_cb = MetricsCallback(log, shaper_cb, episodes=state["episodes"], hparams=asdict(args))
+    ckpt_cb = CheckpointCallback(run, args, shaper, shaper_cb, metrics_cb, keep=args.keep_checkpoints)
+    callbacks: list[BaseCallback] = [c for c in (shaper_cb, metrics_cb, ckpt_cb) if c is not None]
+    if args.progress:
+        callbacks.append(ProgressCallback(args.total_steps))
+    return callbacks
+
+
+def restore(args: Args, run: RunDir, ckpt: Path, env, cfg: AgentConfig):
+    """Model, replay buffer, shaper and RNG states from ``ckpt``; the env restarts with a fresh episode."""
+    obs_dim, act_dim = flat_dims(env)
+    shaper = build_shaper(args.shaping, obs_dim, act_dim, cfg)
+    if shaper is not None:
+        saved = torch.load(ckpt / "shaper.pt", map_location=cfg.device, weights_only=False)
+        shaper.load_state_dict(saved["state"])
+        shaper.load_extra_state(saved["extra"])
+    model = load_agent(args.algo, ckpt / "model.zip", ckpt / "replay_buffer.pkl", env, shaper, cfg.device)
+    model.tensorboard_log = str(run.tensorboard) if args.tensorboard else None
+    # The env cannot be checkpointed mid-episode: the open settlement period can never be settled, so
+    # it is abandoned, and the env is reset with a seed derived from the step count.
+    model.replay_buffer.break_periods()
+    model._last_obs = None
+    model.env.seed(args.seed + checkpoint_step(ckpt))
+    set_rng_state(load_pickle(ckpt / "rng.pkl"), model.action_space)
+    state = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
+    return model, shaper, state
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, explicit = parse_args(argv)
+    try:
+        path = train(args, explicit)
+    except (TrainError, AgentError, ShaperError, RunDirError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""Unit tests of the reward shapers and the shaped replay buffer: shapes, bounds, per-sample rewards, the
+denoising chain, gradients, return decomposition on a toy with known per-step rewards, raw storage."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from policies.replay import ShapedReplayBuffer
+from policies.shapers import DiffusionShaper, MLPShaper, PeriodBatch, PotentialShaper, ShaperError
+from policies.shapers.base import pearson
+from policies.shapers.diffusion import beta_schedule
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on a busy 2-core CI box, OpenMP threads spin against each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+OBS, ACT = 3, 2
+
+
+def small_diffusion(**kw) -> DiffusionShaper:
+    return DiffusionShaper(OBS, ACT, hidden=kw.pop("hidden", 32), latent=kw.pop("latent", 16), **kw)
+
+
+def randomise_head(shaper: DiffusionShaper) -> None:
+    """The head starts at zero (r_hat = 0 before any fit); tests of the chain need a live head."""
+    torch.nn.init.normal_(shaper.head.weight, std=0.05)
+
+
+@pytest.mark.parametrize("make", [small_diffusion, lambda **kw: MLPShaper(OBS, ACT, hidden=32, **kw)])
+def test_step_reward_shape_bound_and_per_sample(make):
+    torch.manual_seed(0)
+    shaper = make(reward_bound=2.0)
+    if isinstance(shaper, DiffusionShaper):
+        randomise_head(shaper)
+    obs, act = torch.randn(64, OBS) * 5, torch.randn(64, ACT) * 5
+    r = shaper.step_reward(obs, act)
+    assert r.shape == (64,)
+    assert float(r.detach().abs().max()) <= 2.0
+    assert len(torch.unique(r.detach())) > 50  # one value per sample, never broadcast
+    if isinstance(shaper, MLPShaper):  # deterministic: sample i alone gives the same value as in the batch
+        assert torch.allclose(shaper.step_reward(obs[5:6], act[5:6]), r[5:6])
+
+
+def test_diffusion_reward_of_a_sample_does_not_depend_on_its_batch():
+    # With W = 1 and a given x_W the chain is deterministic, so the batch must equal sample-by-sample calls.
+    torch.manual_seed(0)
+    shaper = small_diffusion(steps=1, reward_bound=1.0)
+    randomise_head(shaper)
+    obs, act, noise = torch.randn(8, OBS), torch.randn(8, ACT), torch.zeros(8, shaper.latent)
+    with torch.no_grad():
+        batch = shaper.step_reward(obs, act, noise=noise)
+        single = torch.cat(
+            [shaper.step_reward(obs[i : i + 1], act[i : i + 1], noise=noise[:1]) for i in range(8)]
+        )
+    assert torch.allclose(batch, single, atol=1e-6)
+    assert batch.std() > 0  # same x_W, different (s, a): the chain is conditioned
+
+
+def test_untrained_diffusion_reward_is_zero_until_a_bound_is_known():
+    shaper = small_diffusion()
+    assert float(shaper.bound) == 0
+    assert torch.all(shaper.step_reward(torch.randn(4, OBS), torch.randn(4, ACT)) == 0)
+
+
+@pytest.mark.parametrize("steps", [3, 5, 7])
+def test_denoising_chain_runs_w_steps(steps):
+    shaper = small_diffusion(steps=steps, reward_bound=1.0)
+    calls = []
+    shaper.denoiser.register_forward_hook(lambda mod, inp, out: calls.append(int(inp[1][0])))
+    shaper.step_reward(torch.randn(4, OBS), torch.randn(4, ACT))
+    assert calls == list(reversed(range(steps)))
+
+
+@pytest.mark.parametrize("kind", ["vp", "cosine"])
+def test_beta_schedules_are_valid_variances(kind):
+    betas = beta_schedule(kind, 5)
+    assert betas.shape == (5,)
+    assert torch.all((betas > 0) & (betas < 1))
+    assert torch.all(betas[1:] >= betas[:-1])  # noise grows along the forward process
+
+
+def test_bad_shaper_configuration_is_a_clear_error():
+    with pytest.raises(ShaperError, match="schedule"):
+        small_diffusion(schedule="linear-ish")
+    with pytest.raises(ShaperError, match="denoising steps"):
+        small_diffusion(steps=0)
+    with pytest.raises(ShaperError, match="reward_bound"):
+        MLPShaper(OBS, ACT, reward_bound=-1.0)
+
+
+def test_gradients_flow_through_the_whole_chain():
+    torch.manual_seed(0)
+    shaper = small_diffusion(reward_bound=1.0)
+    randomise_head(shaper)
+    noise = torch.randn(16, shaper.latent, requires_grad=True)
+    shaper.step_reward(torch.randn(16, OBS), torch.randn(16, ACT), noise=noise).sum().backward()
+    assert noise.grad is not None and float(noise.grad.abs().sum()) > 0  # x_W reaches the output
+    first_layer = shaper.denoiser.net[0].weight.grad
+    assert first_layer is not None and float(first_layer.abs().sum()) > 0
+    assert float(shaper.encoder[0].weight.grad.abs().sum()) > 0  # the (s, a) condition is trained
+
+
+def toy_batch(gen: torch.Generator, periods: int = 32, length: int = 4) -> tuple[PeriodBatch, torch.Tensor]:
+    """Periods whose hidden per-step reward is r = s0 * a0 + 0.5 * s1; only the period sum is given."""
+    obs = torch.rand(periods, length, OBS, generator=gen) * 2 - 1
+    act = torch.rand(periods, length, ACT, generator=gen) * 2 - 1
+    r = obs[..., 0] * act[..., 0] + 0.5 * obs[..., 1]
+    ones, zeros = torch.ones(periods, length), torch.zeros(periods, length)
+    n = torch.full((periods,), float(length))
+    batch = PeriodBatch(obs, act, obs, zeros, zeros, zeros, ones, torch.ones(periods), r.sum(1), n, r)
+    return batch, r
+
+
+@pytest.mark.parametrize(
+    ("make", "updates", "min_corr"),
+    [
+        (lambda: MLPShaper(OBS, ACT, hidden=64, lr=3e-3), 100, 0.9),  # measured: 0.99
+        (lambda: small_diffusion(hidden=64, latent=32, lr=3e-3), 120, 0.8),  # measured: 0.97
+    ],
+)
+def test_return_decomposition_recovers_known_per_step_reward(make, updates, min_corr):
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    shaper = make()
+    held_out, r_true = toy_batch(torch.Generator().manual_seed(99))
+    shaper.update_bound(held_out)
+    with torch.no_grad():
+        before = float(shaper.loss(held_out)[0])
+    for _ in range(updates):
+        shaper.fit_batch(toy_batch(gen)[0])
+    with torch.no_grad():
+        after = float(shaper.loss(held_out)[0])
+        r_hat = shaper.step_reward(held_out.obs.reshape(-1, OBS), held_out.actions.reshape(-1, ACT))
+    assert after < 0.5 * before
+    assert pearson(r_hat, r_true.reshape(-1)) > min_corr  # credit lands on the right step, not just the sum
+
+
+def test_potential_term_and_fit():
+    torch.manual_seed(0)
+    shaper = PotentialShaper(OBS, ACT, hidden=32, reward_bound=1.0)
+    obs, nxt = torch.randn(8, OBS), torch.randn(8, OBS)
+    dones = torch.tensor([0.0] * 4 + [1.0] * 4)
+    term = shaper.shaping_term(obs, torch.zeros(8, ACT), nxt, dones, gamma=0.9)
+    expect = 0.9 * (1 - dones) * shaper.potential(nxt) - shaper.potential(obs)
+    assert torch.allclose(term, expect)
+    assert torch.allclose(term[4:], -shaper.potential(obs[4:]))  # Phi(terminal) = 0
+    with pytest.raises(NotImplementedError):
+        shaper.step_reward(obs, torch.zeros(8, ACT))
+
+
+# --- the shaped replay buffer --------------------------------------------------------------------------------
+
+
+def make_buffer(size: int = 64, eta: float = 0.4) -> ShapedReplayBuffer:
+    obs_space = spaces.Box(-10, 10, (OBS,), np.float32)
+    act_space = spaces.Box(-1, 1, (ACT,), np.float32)
+    return ShapedReplayBuffer(size, obs_space, act_space, device="cpu", eta=eta, gamma=0.9)
+
+
+def fill(buffer: ShapedReplayBuffer, n: int, period: int = 4, start: int = 0) -> None:
+    """Transitions whose obs[0] is the step number t and whose reward is paid every ``period`` steps."""
+    for t in range(start, start + n):
+        settled = (t + 1) % period == 0
+        obs = np.array([[t, 1.0, 0.0]], np.float32)
+        reward = np.array([float(t) if settled else 0.0])
+        info = {"settled": settled, "utility": float(t) / period}
+        buffer.add(obs, obs + 1, np.zeros((1, ACT), np.float32), reward, np.array([False]), [info])
+
+
+def test_buffer_keeps_raw_rewards_and_shapes_samples():
+    torch.manual_seed(0)
+    buffer = make_buffer()
+    fill(buffer, 40)
+    raw = buffer.rewards.copy()
+    shaper = MLPShaper(OBS, ACT, hidden=16, reward_bound=3.0)
+    buffer.attach_shaper(shaper)
+    buffer.shaping_enabled = True
+    np.random.seed(0)  # noqa: NPY002 (SB3 samples from the global RNG)
+    samples = buffer.sample(32)
+    t = samples.observations[:, 0].long().numpy()
+    raw_sampled = torch.as_tensor(raw[t, 0]).reshape(-1, 1)
+    term = shaper.step_reward(samples.observations, samples.actions).detach().reshape(-1, 1)
+    assert torch.allclose(samples.rewards, raw_sampled + 0.4 * term, atol=1e-5)
+    assert not torch.allclose(samples.rewards, raw_sampled)
+    assert np.array_equal(buffer.rewards, raw)  # storage untouched
+    buffer.shaping_enabled = False
+    np.random.seed(0)  # noqa: NPY002 (SB3 samples from the global RNG)
+    assert torch.allclose(buffer.sample(32).rewards, raw_sampled)
+
+
+def test_buffer_pickles_without_the_shaper():
+    buffer = make_buffer()
+    fill(buffer, 10)
+    buffer.attach_shaper(MLPShaper(OBS, ACT, hidden=8))
+    clone = pickle.loads(pickle.dumps(buffer))
+    assert clone.shaper is None and buffer.shaper is not None
+    assert np.array_equal(clone.rewards, buffer.rewards) and clone.pos == buffer.pos
+
+
+def test_buffer_samples_only_complete_periods_after_wrapping():
+    buffer = make_buffer(size=10)
+    fill(buffer, 14, period=4)  # periods t=0-3, 4-7, 8-11, open 12-13; slots of t=0-3 overwritten
+    pos, env = buffer.complete_period_ends()
+    ends = sorted(int(buffer.observations[p, e, 0]) for p, e in zip(pos, env, strict=True))
+    assert ends == [7, 11]  # t=3 lost its start to the ring; the open period has no end yet
+    batch = buffer.sample_periods(16, max_slots=8)
+    assert set(batch.returns.tolist()) == {7.0, 11.0}  # paid on the settlement slot only
+    assert torch.all(batch.lengths == 4) and torch.all(batch.scale == 1)
+    assert torch.all(batch.mask.sum(1) == 4)
+    # reward-to-go (gamma 0.9) from the first slot of a period is 0.9**3 * R
+    first = batch.reward_to_go[:, 0]
+    assert torch.allclose(first, 0.9**3 * batch.returns, rtol=1e-5)
+    # hidden diagnostics come along, per slot
+    assert torch.allclose(batch.hidden.sum(1), (batch.obs[..., 0] / 4).sum(1))
+
+
+def test_long_periods_are_subsampled_with_a_scale():
+    buffer = make_buffer(size=64)
+    fill(buffer, 40, period=20)
+    batch = buffer.sample_periods(4, max_slots=5)
+    assert batch.obs.shape == (4, 5, OBS)
+    assert torch.all(batch.scale == 4.0)  # L / K = 20 / 5
+
+
+def test_settlement_without_info_key_uses_nonzero_reward_and_episode_end():
+    buffer = make_buffer()
+    obs = np.zeros((1, OBS), np.float32)
+    for reward, done in [(0.0, False), (2.0, False), (0.0, False), (0.0, True)]:
+        buffer.add(obs, obs, np.zeros((1, ACT), np.float32), np.array([reward]), np.array([done]), [{}])
+    assert buffer.closes[:4, 0].tolist() == [False, True, False, True]
+    buffer.break_periods()
+    assert buffer.n_complete_periods() == 2
+
+
+def test_no_period_yet_is_a_clear_error():
+    with pytest.raises(ShaperError, match="no complete settlement period"):
+        make_buffer().sample_periods(4)
+
+
+def test_periods_are_tracked_per_env():
+    obs_space = spaces.Box(-10, 10, (OBS,), np.float32)
+    act_space = spaces.Box(-1, 1, (ACT,), np.float32)
+    buffer = ShapedReplayBuffer(32, obs_space, act_space, device="cpu", n_envs=2)
+    for t in range(6):  # env 0 settles every 2 steps, env 1 every 3
+        settled = [(t + 1) % 2 == 0, (t + 1) % 3 == 0]
+        rewards = np.array([1.0 if settled[0] else 0.0, 2.0 if settled[1] else 0.0])
+        obs = np.zeros((2, OBS), np.float32)
+        infos = [{"settled": s} for s in settled]
+        buffer.add(obs, obs, np.zeros((2, ACT), np.float32), rewards, np.array([False, False]), infos)
+    pos, env = buffer.complete_period_ends()
+    assert sorted(zip(env.tolist(), pos.tolist(), strict=True)) == [(0, 1), (0, 3), (0, 5), (1, 2), (1, 5)]
+    batch = buffer.sample_periods(20)
+    assert set(zip(batch.lengths.tolist(), batch.returns.tolist(), strict=True)) == {(2.0, 1.0), (3.0, 2.0)}
