@@ -1,0 +1,412 @@
+"""Evaluate schedulers (heuristics, the clairvoyant oracle, trained SB3 runs) on the twin's held-out days with
+fixed seeds: ``python -m policies.evaluate --help``; writes one tidy CSV, a Markdown summary and plots."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from policies.heuristics import HEURISTICS, make_heuristic
+from policies.oracle import OracleError, OraclePolicy, OracleSolution
+from policies.policy import EpisodeResult, run_episode
+from traces.atomic import write_csv_atomic, write_json_atomic, write_text_atomic
+
+ORACLE = "oracle"
+ORACLE_REPLAY = "oracle-replay"
+MONEY = ("utility", "revenue", "penalty", "energy_cost", "transfer_cost")
+COLUMNS = (
+    "policy",
+    "run",
+    "day",
+    "seed",
+    *MONEY,
+    "penalty_late",
+    "penalty_quality",
+    "penalty_drop",
+    "battery_settlement",
+    "deadline_violation_rate",
+    "drop_rate",
+    "quality_violation_rate",
+    "mean_steps",
+    "mean_quality",
+    "energy_kwh",
+    "grid_kwh",
+    "renewable_share",
+    "battery_throughput_kwh",
+    "oracle_bound",
+    "utility_pct_of_bound",
+    "arrived",
+    "served",
+    "late",
+    "dropped",
+    "transferred",
+)
+SUMMARY = (
+    "utility",
+    "utility_pct_of_bound",
+    "revenue",
+    "penalty",
+    "energy_cost",
+    "transfer_cost",
+    "deadline_violation_rate",
+    "drop_rate",
+    "mean_steps",
+    "mean_quality",
+    "energy_kwh",
+    "grid_kwh",
+    "renewable_share",
+    "battery_throughput_kwh",
+)
+
+
+class EvaluateError(ValueError):
+    """Bad input to the evaluator: unknown policy, missing run directory, day outside the evaluation split."""
+
+
+@dataclass
+class EvalConfig:
+    """What one evaluation ran (saved as ``config.json`` beside the results)."""
+
+    scenario: str
+    policies: list[str]
+    days: list[str] = field(default_factory=list)
+    n_days: int = 3
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    out: str | None = None
+    bound: bool = True
+    oracle_time_limit_s: float | None = None
+    plot_day: str | None = None
+
+
+# --- policies ----------------------------------------------------------------------------------------------
+
+
+class TrainedPolicy:
+    """A trained SB3 agent acting deterministically (torch and SB3 are imported only when one is loaded)."""
+
+    def __init__(self, model, name: str, run: str):
+        self.model, self.name, self.run = model, name, run
+
+    def reset(self, env) -> None:
+        pass
+
+    def act(self, obs, env) -> np.ndarray:
+        action, _ = self.model.predict(obs, deterministic=True)
+        return np.asarray(action, dtype=np.float32)
+
+
+def load_trained(path: str | Path, scenario_name: str) -> TrainedPolicy:
+    """The latest checkpoint of a ``policies.train`` run directory, named ``algo+shaping``."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise EvaluateError(f"{path}: not a run directory (no config.json)")
+    from policies.run_dir import RunDir  # imports torch: only when a trained run is evaluated
+
+    run = RunDir(path)
+    cfg = run.load_config()
+    trained_on = Path(str(cfg.get("scenario", ""))).stem
+    if cfg.get("env_id") or trained_on != scenario_name:
+        raise EvaluateError(
+            f"{path}: trained on {cfg.get('env_id') or trained_on!r}, not on scenario {scenario_name!r}"
+        )
+    ckpt = run.latest_checkpoint()
+    if ckpt is None or not (ckpt / "model.zip").is_file():
+        raise EvaluateError(f"{path}: no checkpoint with a model.zip under {run.checkpoints}")
+    from policies.agents import ALGOS
+
+    algo = str(cfg.get("algo"))
+    if algo not in ALGOS:
+        raise EvaluateError(f"{path}: unknown algorithm {algo!r} in config.json")
+    model = ALGOS[algo].load(ckpt / "model.zip", device="cpu", custom_objects={"buffer_size": 1})
+    return TrainedPolicy(model, f"{algo}+{cfg.get('shaping')}", run=path.name)
+
+
+def build_policies(specs: list[str], scenario_name: str) -> list:
+    """Policy objects for the names given; ``oracle`` stands for the LP bound and its replay."""
+    out = []
+    for spec in specs:
+        if spec in HEURISTICS:
+            out.append(make_heuristic(spec))
+        elif spec == ORACLE:
+            out.append(OraclePolicy())
+        elif Path(spec).is_dir():
+            out.append(load_trained(spec, scenario_name))
+        else:
+            known = ", ".join([*HEURISTICS, ORACLE])
+            raise EvaluateError(f"unknown policy {spec!r}: not one of {known} and not a run directory")
+    return out
+
+
+# --- days and rows -----------------------------------------------------------------------------------------
+
+
+def eval_days(env, days: list[str], n_days: int) -> list[str]:
+    """The requested evaluation days (each must be held out), or ``n_days`` spread evenly over the split."""
+    u = env.unwrapped
+    held = [u.data.days[i] for i in u.eval_days]
+    if days:
+        for day in days:
+            if day not in held:
+                raise EvaluateError(
+                    f"day {day!r} is not a held-out evaluation day of scenario {u.scenario.name!r} "
+                    f"({len(held)} days, e.g. {', '.join(held[:3])})"
+                )
+        return list(days)
+    if not 1 <= n_days <= len(held):
+        raise EvaluateError(f"--days must be in 1..{len(held)} (held-out days of the scenario), got {n_days}")
+    pick = np.unique(np.linspace(0, len(held) - 1, n_days).round().astype(int))
+    return [held[i] for i in pick]
+
+
+def _rates(t: dict[str, float]) -> dict[str, float]:
+    served, arrived, load = t["served"], t["arrived"], t["load_kwh"]
+    return {
+        "deadline_violation_rate": t["late"] / served if served > 0 else float("nan"),
+        "drop_rate": t["dropped"] / arrived if arrived > 0 else float("nan"),
+        "quality_violation_rate": t["quality_violations"] / served if served > 0 else float("nan"),
+        "energy_kwh": load,
+        "grid_kwh": t["grid_import_kwh"],
+        "renewable_share": t["renewable_used_kwh"] / load if load > 0 else float("nan"),
+        "battery_throughput_kwh": t["battery_charge_kwh"] + t["battery_discharge_kwh"],
+    }
+
+
+def make_row(name: str, run: str, day: str, seed: int, totals: dict, steps: float, quality: float, bound):
+    """One CSV row from an episode's totals (env accounting or the LP's)."""
+    row = {"policy": name, "run": run, "day": day, "seed": seed}
+    row.update({k: totals[k] for k in (*MONEY, "penalty_late", "penalty_quality", "penalty_drop")})
+    row["battery_settlement"] = totals["battery_settlement"]
+    row.update(_rates(totals))
+    row.update(mean_steps=steps, mean_quality=quality)
+    row["oracle_bound"] = bound if bound is not None else float("nan")
+    row["utility_pct_of_bound"] = 100.0 * totals["utility"] / bound if bound else float("nan")
+    row.update({k: totals[k] for k in ("arrived", "served", "late", "dropped", "transferred")})
+    return row
+
+
+def episode_rows(
+    env, policies: list, day: str, seed: int, cfg: EvalConfig, curves: dict, lp_log: list | None = None
+) -> list[dict]:
+    """Rows of every policy on one (day, seed); the LP is solved once and shared by bound and replay
+    (its size and solve time go to ``lp_log``)."""
+    oracle = next((p for p in policies if isinstance(p, OraclePolicy)), None)
+    solution: OracleSolution | None = None
+    if cfg.bound or oracle is not None:
+        env.reset(seed=seed, options={"split": "eval", "day": day})
+        oracle = oracle or OraclePolicy(cfg.oracle_time_limit_s)
+        solution = oracle.plan(env)
+        if lp_log is not None:
+            lp_log.append(
+                {
+                    "day": day,
+                    "seed": seed,
+                    "value": solution.value,
+                    **solution.size,
+                    "build_s": solution.build_s,
+                    "solve_s": solution.solve_s,
+                }
+            )
+    bound = solution.value if solution is not None else None
+    rows = []
+    if any(isinstance(p, OraclePolicy) for p in policies):
+        rows.append(
+            make_row(
+                ORACLE, "", day, seed, solution.totals, solution.mean_steps, solution.mean_quality, bound
+            )
+        )
+        _curve(curves, cfg, ORACLE, day, seed, solution.slot_utility)
+    for policy in policies:
+        res: EpisodeResult = run_episode(env, policy, day=day, seed=seed)
+        run = getattr(policy, "run", "")
+        rows.append(
+            make_row(policy.name, run, day, seed, res.totals, res.mean_steps, res.mean_quality, bound)
+        )
+        _curve(curves, cfg, policy.name if not run else f"{policy.name} ({run})", day, seed, res.slot_utility)
+    return rows
+
+
+def _curve(curves: dict, cfg: EvalConfig, name: str, day: str, seed: int, slot_utility) -> None:
+    if day == cfg.plot_day and seed == cfg.seeds[0]:
+        curves[name] = np.cumsum(slot_utility)
+
+
+# --- summary and plots -------------------------------------------------------------------------------------
+
+
+def mean_ci(values: pd.Series) -> tuple[float, float]:
+    """Mean and the half-width of its 95% Student-t confidence interval (NaN for a single value)."""
+    from scipy import stats
+
+    v = values.dropna().to_numpy(dtype=float)
+    if len(v) == 0:
+        return float("nan"), float("nan")
+    if len(v) < 2:
+        return float(v.mean()), float("nan")
+    half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return float(v.mean()), float(half)
+
+
+def summary_table(frame: pd.DataFrame, currency: str) -> str:
+    """Markdown table: per policy the mean ± 95% CI over days, seeds (and training runs)."""
+    head = ["policy", "n", *SUMMARY]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, grp in frame.groupby("policy", sort=False):
+        cells = [str(name), str(len(grp))]
+        for col in SUMMARY:
+            m, h = mean_ci(grp[col])
+            cells.append(_fmt(m, h))
+        lines.append("| " + " | ".join(cells) + " |")
+    note = (
+        f"\nMoney in {currency} per day; rates are shares of served (deadline, quality) or arrived (drop) jobs; "
+        "± is the 95% Student-t interval over days x seeds. `oracle` is the LP upper bound (its job counts "
+        "are continuous); `oracle-replay` is its plan run in the twin.\n"
+    )
+    return "\n".join(lines) + "\n" + note
+
+
+def _fmt(mean: float, half: float) -> str:
+    if np.isnan(mean):
+        return "–"
+    digits = 4 if abs(mean) < 1 else 2
+    return f"{mean:.{digits}f}" if np.isnan(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
+
+
+def plot_utility(frame: pd.DataFrame, path: Path, currency: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(frame["policy"]))
+    stats_ = [mean_ci(frame.loc[frame["policy"] == n, "utility"]) for n in names]
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(names)), 4))
+    ax.bar(names, [m for m, _ in stats_], yerr=[0 if np.isnan(h) else h for _, h in stats_], capsize=4)
+    ax.set_ylabel(f"utility per day ({currency})")
+    ax.set_title("Mean utility on held-out days (95% CI)")
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_cumulative(curves: dict, path: Path, day: str, currency: str, slot_s: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, curve in curves.items():
+        ax.plot(np.arange(1, len(curve) + 1) * slot_s / 3600.0, curve, label=name)
+    ax.set_xlabel("hour of the day (UTC)")
+    ax.set_ylabel(f"cumulative utility ({currency})")
+    ax.set_title(f"Cumulative utility on {day}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# --- driver ------------------------------------------------------------------------------------------------
+
+
+def evaluate(cfg: EvalConfig, env=None, progress: bool = True) -> Path:
+    """Run every policy on every (day, seed); write results.csv, summary.md, plots, config and scenario.
+    ``env`` (optional) is an ``AIGCTwinEnv`` to use instead of building one from ``cfg.scenario``."""
+    if not cfg.seeds:
+        raise EvaluateError("--seeds must name at least one seed")
+    from twin.env import AIGCTwinEnv
+    from twin.scenario import load_scenario
+
+    sc = env.unwrapped.scenario if env is not None else load_scenario(cfg.scenario)
+    policies = build_policies(cfg.policies, sc.name)  # bad names fail before the (slow) data loading
+    env = env if env is not None else AIGCTwinEnv(sc)
+    cfg.days = eval_days(env, cfg.days, cfg.n_days)
+    cfg.plot_day = cfg.plot_day or cfg.days[0]
+    out = Path(cfg.out or f"results/eval_{sc.name}")
+    rows, curves, lp_log = [], {}, []
+    episodes = [(d, s) for d in cfg.days for s in cfg.seeds]
+    for day, seed in tqdm(episodes, desc="evaluate", unit="episode", disable=not progress):
+        rows.extend(episode_rows(env, policies, day, seed, cfg, curves, lp_log))
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    write_csv_atomic(out / "results.csv", frame)
+    if lp_log:  # wall-clock numbers of this machine: kept apart from the results
+        write_csv_atomic(out / "oracle_lp.csv", pd.DataFrame(lp_log))
+    currency = sc.money.currency
+    write_text_atomic(
+        out / "summary.md", f"# Evaluation on scenario {sc.name}\n\n" + summary_table(frame, currency)
+    )
+    plot_utility(frame, out / "utility.png", currency)
+    plot_cumulative(curves, out / "cumulative_utility.png", cfg.plot_day, currency, env.unwrapped.slot_s)
+    write_json_atomic(out / "config.json", asdict(cfg))
+    sc.dump(out / "scenario.toml")
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m policies.evaluate", description=__doc__)
+    p.add_argument("--scenario", required=True, help="bundled scenario name (tiny, default) or TOML path")
+    p.add_argument(
+        "--policies",
+        default=f"production-default,price-greedy,least-loaded,{ORACLE}",
+        help="comma-separated: heuristic names, 'oracle' (LP bound and its replay), run directories",
+    )
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--days", type=int, default=3, help="number of held-out days, spread over the split")
+    which.add_argument("--day", nargs="+", default=[], metavar="YYYY-MM-DD", help="explicit held-out days")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated evaluation seeds (fix the arrivals)")
+    p.add_argument("--out", default=None, help="output folder (default results/eval_<scenario>)")
+    p.add_argument("--no-bound", action="store_true", help="skip the oracle LP unless 'oracle' is a policy")
+    p.add_argument("--oracle-time-limit", type=float, default=None, help="HiGHS time limit per LP, seconds")
+    return p
+
+
+def parse_config(argv: list[str] | None = None) -> EvalConfig:
+    ns = build_parser().parse_args(argv)
+    try:
+        seeds = [int(s) for s in ns.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise EvaluateError(f"--seeds must be comma-separated integers, got {ns.seeds!r}") from None
+    policies = [s.strip() for s in ns.policies.split(",") if s.strip()]
+    if not policies:
+        raise EvaluateError("--policies names no policy")
+    return EvalConfig(
+        scenario=ns.scenario,
+        policies=policies,
+        days=list(ns.day),
+        n_days=ns.days,
+        seeds=seeds,
+        out=ns.out,
+        bound=not ns.no_bound,
+        oracle_time_limit_s=ns.oracle_time_limit,
+    )
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """The bad-input errors of every layer the evaluator drives (each derives from ValueError)."""
+    from twin.cards import CardError
+    from twin.env import ActionError
+    from twin.exogenous import ExogenousError
+    from twin.scenario import ScenarioError
+
+    return EvaluateError, OracleError, ScenarioError, ExogenousError, ActionError, CardError
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        out = evaluate(parse_config(argv))
+    except _user_errors() as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

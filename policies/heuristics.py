@@ -1,0 +1,181 @@
+"""Rule-based schedulers for the twin, the baselines the learned agents must beat: the production default,
+a price-aware greedy rule and least-loaded transfer. Torch-free; actions only through ``encode_action``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Production trace's dominant setting (GenTD26: num_inference_steps is mostly 30; shared/data/README.md).
+PRODUCTION_STEPS = 30
+#: Assumed: a step count "saturates" quality once it reaches this share of the model's best in the step set.
+SATURATION_SHARE = 0.995
+#: Assumed: day-ahead price quantiles below/above which a price counts as low/high for that site's day.
+LOW_QUANTILE, HIGH_QUANTILE = 0.25, 0.75
+#: Assumed: utilisation gap (share of a DC's capacity) below which least-loaded does not pay to move jobs.
+BALANCE_SLACK = 0.1
+
+# Observation layout per DC (docs/twin-model.md §7): the indices the rules read.
+_OBS_PER_DC, _REN, _QUEUED, _ARRIVED, _PUE = 8, 3, 5, 6, 7
+
+
+class HeuristicError(ValueError):
+    """An unknown heuristic name (the message lists the known ones)."""
+
+
+def nearest_step(step_set: np.ndarray, steps: float) -> int:
+    """The value of the step set closest to ``steps`` (ties: the smaller)."""
+    step_set = np.asarray(step_set)
+    return int(step_set[np.argmin(np.abs(step_set - steps))])
+
+
+def min_quality_index(env) -> np.ndarray:
+    """(N,) per DC the fewest steps whose delivered quality meets the minimum (else the best-quality steps)."""
+    u = env.unwrapped
+    ok = u.tables.quality >= u.tariffs.min_quality
+    return np.where(ok.any(axis=1), np.argmax(ok, axis=1), np.argmax(u.tables.quality, axis=1))
+
+
+def saturation_index(env) -> np.ndarray:
+    """(N,) per DC the fewest steps reaching SATURATION_SHARE of the model's best quality in the step set."""
+    q = env.unwrapped.tables.quality
+    return np.argmax(q >= SATURATION_SHARE * q.max(axis=1, keepdims=True), axis=1)
+
+
+def relative_capacity(env) -> np.ndarray:
+    """(N, S) images per slot at each step count (largest batch) over the obs normaliser ``capacity_ref``."""
+    u = env.unwrapped
+    n, s_n = u.n_dc, len(u.step_set)
+    last = (u.tables.batch > 0).sum(axis=1) - 1
+    caps = [u.tables.capacity_images(np.full(n, s), u.slot_s)[np.arange(n), last] for s in range(s_n)]
+    return np.stack(caps, axis=1) / u.capacity_ref[:, None]
+
+
+def per_dc(obs: np.ndarray, n: int) -> np.ndarray:
+    """(N, 8) view of the per-DC block of an observation."""
+    return np.asarray(obs, dtype=float)[: _OBS_PER_DC * n].reshape(n, _OBS_PER_DC)
+
+
+def offered_load(obs: np.ndarray, n: int) -> np.ndarray:
+    """(N,) queued plus last slot's new images per DC, relative to ``capacity_ref`` (the twin's obs units)."""
+    blk = per_dc(obs, n)
+    return blk[:, _QUEUED] + blk[:, _ARRIVED]
+
+
+class ProductionDefault:
+    """Every job served locally at 30 steps (the step set's value nearest to 30 if it lacks 30), batteries
+    idle: what a production service does without energy awareness."""
+
+    name = "production-default"
+
+    def reset(self, env) -> None:
+        u = env.unwrapped
+        self.steps = np.full(u.n_dc, nearest_step(u.step_set, PRODUCTION_STEPS))
+
+    def act(self, obs, env) -> np.ndarray:
+        u = env.unwrapped
+        return u.encode_action(np.zeros((u.n_dc, u.n_dc)), self.steps, np.zeros(u.n_dc))
+
+
+class PriceGreedy:
+    """Per site and slot: the fewest steps meeting the minimum quality when the price is high, the
+    saturating step count when it is low or renewables cover the load, a middle count otherwise; never more
+    steps than the pool can serve its offered load with. Battery: charge at a low price or surplus, discharge
+    at a high price, only where the day's price spread beats the round-trip losses. Prices are the episode's
+    day-ahead prices (public the day before, so this is not clairvoyance); load and renewables come from the
+    current observation only. Jobs are served locally."""
+
+    name = "price-greedy"
+
+    def reset(self, env) -> None:
+        u = env.unwrapped
+        self.price = np.asarray(u.exogenous()["price"], dtype=float)  # day-ahead: known before the day
+        self.low = np.quantile(self.price, LOW_QUANTILE, axis=0)
+        self.high = np.quantile(self.price, HIGH_QUANTILE, axis=0)
+        a = u.assets
+        self.arbitrage = (self.high * a.eta_charge * a.eta_discharge > self.low) & (a.battery_kwh > 0)
+        lo, hi = min_quality_index(env), np.maximum(saturation_index(env), min_quality_index(env))
+        steps = np.asarray(u.step_set, dtype=float)
+        mid = [np.argmin(np.abs(steps - (steps[a_] + steps[b_]) / 2)) for a_, b_ in zip(lo, hi, strict=True)]
+        self.levels = np.stack([lo, np.asarray(mid), hi], axis=1)  # (N, 3) step indices: high/mid/low price
+        self.capacity = relative_capacity(env)
+        self._slot = 0
+
+    def act(self, obs, env) -> np.ndarray:
+        u = env.unwrapped
+        n = u.n_dc
+        t = min(self._slot, len(self.price) - 1)
+        self._slot += 1
+        price, blk = self.price[t], per_dc(obs, n)
+        offered = offered_load(obs, n)
+        load_kw = np.minimum(offered, 1.0) * u.it_peak_kw * (1.0 + blk[:, _PUE])
+        surplus_kw = blk[:, _REN] * u.it_peak_kw - load_kw  # renewables beyond the estimated load
+        cheap = (price <= self.low) | (surplus_kw > 0)
+        level = np.where(cheap, 2, np.where(price >= self.high, 0, 1))
+        idx = self._keep_up(self.levels[np.arange(n), level], offered)
+        return u.encode_action(np.zeros((n, n)), u.step_set[idx], self._battery(price, surplus_kw, u))
+
+    def _keep_up(self, idx: np.ndarray, offered: np.ndarray) -> np.ndarray:
+        """Lower the step count to the largest one whose capacity covers the offered load (a dropped or late
+        job costs more than a lower-quality image)."""
+        fits = self.capacity >= offered[:, None]  # (N, S), True for the cheaper step counts first
+        allowed = fits & (np.arange(self.capacity.shape[1])[None, :] <= idx[:, None])
+        best = np.where(allowed.any(axis=1), allowed.shape[1] - 1 - np.argmax(allowed[:, ::-1], axis=1), 0)
+        return np.where(fits[np.arange(len(idx)), idx], idx, best)
+
+    def _battery(self, price: np.ndarray, surplus_kw: np.ndarray, u) -> np.ndarray:
+        rated = np.maximum(u.assets.battery_kw, 1e-9)
+        from_surplus = np.clip(surplus_kw / rated, 0.0, 1.0)
+        trade = np.where(price <= self.low, 1.0, np.where(price >= self.high, -1.0, 0.0))
+        traded = np.where(trade < 0, trade, np.maximum(trade, from_surplus))  # discharge wins at a high price
+        setpoint = np.where(self.arbitrage, traded, from_surplus)
+        return np.where(u.assets.battery_kwh > 0, setpoint, 0.0)
+
+
+class LeastLoaded:
+    """Least-loaded transfer at the production setting (30 steps, batteries idle): new jobs of a DC whose
+    offered load per capacity exceeds the system's mean by more than BALANCE_SLACK are sent to the DCs below
+    the mean, in proportion to their spare capacity. New jobs are the ones with their whole deadline ahead;
+    every queue is then served oldest first (earliest deadline first) by the twin."""
+
+    name = "least-loaded"
+
+    def reset(self, env) -> None:
+        u = env.unwrapped
+        step = nearest_step(u.step_set, PRODUCTION_STEPS)
+        self.steps = np.full(u.n_dc, step)
+        idx = int(np.searchsorted(u.step_set, step))
+        self.ref = np.asarray(u.capacity_ref, dtype=float)  # the obs normaliser, images per slot
+        self.capacity = relative_capacity(env)[:, idx] * self.ref  # images per slot at that step
+
+    def act(self, obs, env) -> np.ndarray:
+        u = env.unwrapped
+        n = u.n_dc
+        return u.encode_action(self.shares(obs, n), self.steps, np.zeros(n))
+
+    def shares(self, obs: np.ndarray, n: int) -> np.ndarray:
+        """(N, N) transfer shares of each origin's new jobs (diagonal 0)."""
+        blk = per_dc(obs, n)
+        new = blk[:, _ARRIVED] * self.ref  # images: last slot's arrivals predict this slot's
+        offered = offered_load(obs, n) * self.ref
+        util = offered / self.capacity
+        mean = offered.sum() / self.capacity.sum()
+        excess = np.where(util > mean + BALANCE_SLACK, np.minimum((util - mean) * self.capacity, new), 0.0)
+        room = np.where(util < mean, (mean - util) * self.capacity, 0.0)
+        shares = np.zeros((n, n))
+        if excess.sum() <= 0 or room.sum() <= 0:
+            return shares
+        moved = np.minimum(excess, room.sum() * excess / excess.sum())  # senders share the room
+        shares = moved[:, None] * room[None, :] / room.sum() / np.maximum(new, 1e-9)[:, None]
+        np.fill_diagonal(shares, 0.0)
+        shares = np.clip(shares, 0.0, 1.0)
+        return shares / np.maximum(shares.sum(axis=1, keepdims=True), 1.0)
+
+
+HEURISTICS = {cls.name: cls for cls in (ProductionDefault, PriceGreedy, LeastLoaded)}
+
+
+def make_heuristic(name: str):
+    """A fresh heuristic by its name; HeuristicError for an unknown one."""
+    if name not in HEURISTICS:
+        raise HeuristicError(f"unknown heuristic {name!r} (known: {', '.join(HEURISTICS)})")
+    return HEURISTICS[name]()

@@ -1,0 +1,93 @@
+"""The one interface every scheduler offers the evaluator (heuristics, the oracle's replay, trained agents),
+and the loop that runs one policy through one twin episode and keeps the per-slot accounting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+#: Per-slot info keys summed over an episode (money in currency, jobs in counts, energy in kWh).
+SUM_KEYS = (
+    "utility",
+    "revenue",
+    "penalty",
+    "penalty_late",
+    "penalty_quality",
+    "penalty_drop",
+    "energy_cost",
+    "battery_settlement",
+    "transfer_cost",
+    "arrived",
+    "transferred",
+    "served",
+    "served_images",
+    "late",
+    "quality_violations",
+    "dropped",
+    "load_kwh",
+    "gpu_kwh",
+    "renewable_kwh",
+    "renewable_used_kwh",
+    "battery_charge_kwh",
+    "battery_discharge_kwh",
+    "grid_import_kwh",
+    "export_kwh",
+    "curtailed_kwh",
+)
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """A scheduler: ``reset(env)`` after each ``env.reset`` (the episode is known then), ``act(obs, env)``
+    returns an action vector of ``env.action_space``."""
+
+    name: str
+
+    def reset(self, env) -> None: ...
+
+    def act(self, obs: np.ndarray, env) -> np.ndarray: ...
+
+
+@dataclass
+class EpisodeResult:
+    """Totals of one episode plus the per-slot utility (for cumulative plots) and image-weighted steps."""
+
+    policy: str
+    day: str
+    seed: int
+    totals: dict[str, float]
+    slot_utility: np.ndarray
+    mean_steps: float
+    mean_quality: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_episode(env, policy: Policy, *, day: str | int, seed: int, split: str = "eval") -> EpisodeResult:
+    """Reset ``env`` on ``day`` with ``seed`` (the seed fixes the day's sampled arrivals), let ``policy``
+    act until the horizon is truncated, and add up the env's own accounting."""
+    obs, info = env.reset(seed=seed, options={"split": split, "day": day})
+    policy.reset(env)
+    totals = dict.fromkeys(SUM_KEYS, 0.0)
+    utility, step_img, qual_img = [], 0.0, 0.0
+    done = False
+    while not done:
+        obs, _, terminated, truncated, info = env.step(policy.act(obs, env))
+        done = terminated or truncated
+        for key in SUM_KEYS:
+            totals[key] += float(info[key])
+        utility.append(float(info["utility"]))
+        served = np.asarray(info["dc"]["served_images"], dtype=float)
+        step_img += float(served @ np.asarray(info["dc"]["steps"], dtype=float))
+        qual_img += float(served @ np.asarray(info["dc"]["quality"], dtype=float))
+    images = max(totals["served_images"], 1e-12)
+    return EpisodeResult(
+        policy=policy.name,
+        day=str(info["day"]),
+        seed=seed,
+        totals=totals,
+        slot_utility=np.asarray(utility),
+        mean_steps=step_img / images if totals["served_images"] > 0 else float("nan"),
+        mean_quality=qual_img / images if totals["served_images"] > 0 else float("nan"),
+    )

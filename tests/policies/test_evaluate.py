@@ -1,0 +1,140 @@
+"""``python -m policies.evaluate`` on the tiny scenario: the files it writes, rows that add up, the oracle
+bound above every realised utility, a trained run loaded from its directory, and one-line input errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from policies.evaluate import COLUMNS, main, mean_ci
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval")
+    code = main(
+        [
+            "--scenario",
+            "tiny",
+            "--days",
+            "1",
+            "--seeds",
+            "0,1",
+            "--out",
+            str(out),
+            "--policies",
+            "production-default,price-greedy,least-loaded,oracle",
+        ]
+    )
+    assert code == 0
+    return out
+
+
+def test_writes_csv_summary_plots_config_and_scenario(evaluated):
+    for name in (
+        "results.csv",
+        "summary.md",
+        "utility.png",
+        "cumulative_utility.png",
+        "config.json",
+        "scenario.toml",
+        "oracle_lp.csv",
+    ):
+        assert (evaluated / name).is_file(), name
+    lp = pd.read_csv(evaluated / "oracle_lp.csv")
+    assert len(lp) == 2 and (lp["variables"] > 0).all() and (lp["solve_s"] > 0).all()
+    frame = pd.read_csv(evaluated / "results.csv")
+    assert list(frame.columns) == list(COLUMNS)
+    names = ["oracle", "production-default", "price-greedy", "least-loaded", "oracle-replay"]
+    assert list(frame["policy"].unique()) == names
+    assert len(frame) == len(names) * 2  # one day x two seeds
+    cfg = json.loads((evaluated / "config.json").read_text())
+    assert cfg["seeds"] == [0, 1] and len(cfg["days"]) == 1
+    assert "| price-greedy | 2 |" in (evaluated / "summary.md").read_text()
+
+
+def test_rows_add_up_and_the_bound_dominates(evaluated):
+    frame = pd.read_csv(evaluated / "results.csv")
+    terms = frame["revenue"] - frame["penalty"] - frame["energy_cost"] - frame["transfer_cost"]
+    assert np.allclose(frame["utility"], terms, atol=1e-9)
+    for _, grp in frame.groupby(["day", "seed"]):
+        bound = grp["oracle_bound"].unique()
+        assert len(bound) == 1  # one LP per episode, shared by every row
+        assert (grp["utility"] <= bound[0] + 1e-6).all()
+        assert grp.loc[grp["policy"] == "oracle", "utility"].item() == pytest.approx(bound[0])
+    assert (frame["drop_rate"].between(0, 1)).all() and (frame["deadline_violation_rate"].between(0, 1)).all()
+
+
+def test_trained_run_directory_is_evaluated_under_its_algo_and_shaping(tmp_path):
+    import gymnasium as gym
+    from stable_baselines3 import SAC
+
+    class Spaces(gym.Env):  # the tiny twin's spaces: 2 DCs -> 8 x 2 + 3 observations, 2 + 2 x 2 actions
+        observation_space = gym.spaces.Box(-10, 10, (19,), np.float32)
+        action_space = gym.spaces.Box(-1, 1, (6,), np.float32)
+
+    run = tmp_path / "run"
+    ckpt = run / "checkpoints" / "step_0000000000"
+    ckpt.mkdir(parents=True)
+    SAC("MlpPolicy", Spaces(), learning_starts=0, buffer_size=10, seed=0).save(ckpt / "model.zip")
+    (run / "checkpoints" / "latest").write_text("step_0000000000\n")
+    (run / "config.json").write_text(json.dumps({"algo": "sac", "shaping": "diffusion", "scenario": "tiny"}))
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "--scenario",
+                "tiny",
+                "--days",
+                "1",
+                "--seeds",
+                "0",
+                "--no-bound",
+                "--out",
+                str(out),
+                "--policies",
+                f"production-default,{run}",
+            ]
+        )
+        == 0
+    )
+    frame = pd.read_csv(out / "results.csv")
+    assert frame["policy"].tolist() == ["production-default", "sac+diffusion"]
+    assert frame["run"].fillna("").tolist() == ["", "run"]
+    assert frame["oracle_bound"].isna().all()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--policies", "nope"], "unknown policy 'nope'"),
+        (["--policies", "/no/such/run_dir"], "not a run directory"),
+        (["--day", "2023-06-02"], "not a held-out evaluation day"),
+        (["--days", "999"], "--days must be in"),
+        (["--seeds", "a,b"], "--seeds must be comma-separated integers"),
+        (["--scenario", "no-such-scenario"], "no such scenario"),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(tmp_path, capsys, args, message):
+    argv = (
+        ["--scenario", "tiny", *args, "--out", str(tmp_path / "x")] if "--scenario" not in args else [*args]
+    )
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_run_dir_without_config_is_refused(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    assert main(["--scenario", "tiny", "--policies", str(tmp_path / "run")]) == 2
+    assert "no config.json" in capsys.readouterr().err
+
+
+def test_mean_ci_is_a_student_t_interval():
+    m, h = mean_ci(pd.Series([1.0, 2.0, 3.0]))
+    assert m == pytest.approx(2.0)
+    assert h == pytest.approx(4.302653 * 1.0 / np.sqrt(3), rel=1e-5)  # t(0.975, 2) x sd / sqrt(n)
+    assert np.isnan(mean_ci(pd.Series([5.0]))[1])

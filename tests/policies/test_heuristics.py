@@ -1,0 +1,131 @@
+"""The rule-based schedulers: valid actions through the env's encoder, full tiny episodes, the rules doing
+what their docstrings say, and imports free of torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from policies.heuristics import (
+    HEURISTICS,
+    HeuristicError,
+    LeastLoaded,
+    PriceGreedy,
+    ProductionDefault,
+    make_heuristic,
+    min_quality_index,
+    nearest_step,
+)
+from policies.policy import Policy, run_episode
+
+
+@pytest.fixture(scope="module")
+def env():
+    from twin.env import AIGCTwinEnv
+
+    return AIGCTwinEnv("tiny")
+
+
+def decisions(env, policy, day: str, seed: int = 0):
+    """Run one episode by hand, returning the decoded decision of every slot."""
+    obs, _ = env.reset(seed=seed, options={"split": "eval", "day": day})
+    policy.reset(env)
+    out, done = [], False
+    while not done:
+        action = policy.act(obs, env)
+        assert env.action_space.contains(action)
+        out.append(env.decode_action(action))
+        obs, _, _, done, _ = env.step(action)
+    return out
+
+
+@pytest.mark.parametrize("name", list(HEURISTICS))
+def test_each_heuristic_runs_a_full_episode(env, name):
+    policy = make_heuristic(name)
+    assert isinstance(policy, Policy)
+    day = env.data.days[env.eval_days[0]]
+    res = run_episode(env, policy, day=day, seed=0)
+    t = res.totals
+    assert np.isfinite(t["utility"])
+    assert t["utility"] == pytest.approx(t["revenue"] - t["penalty"] - t["energy_cost"] - t["transfer_cost"])
+    assert t["served"] + t["dropped"] <= t["arrived"]
+    assert len(res.slot_utility) == env.slots
+
+
+def test_production_default_is_thirty_steps_local_idle(env):
+    day = env.data.days[env.eval_days[1]]
+    assert 30 in env.step_set  # the default step set {6, 10, ..., 42} contains 30
+    for dec in decisions(env, ProductionDefault(), day)[:10]:
+        assert (dec.steps == 30).all()
+        assert np.allclose(dec.transfer, np.eye(env.n_dc))
+        assert np.allclose(dec.battery, 0.0)
+
+
+def test_nearest_step_when_the_set_lacks_thirty():
+    assert nearest_step(np.array([6, 12, 28, 40]), 30) == 28
+    assert nearest_step(np.array([20, 40]), 30) == 20  # a tie goes to the cheaper count
+
+
+def test_price_greedy_uses_fewer_steps_when_price_is_high(env):
+    day = env.data.days[env.eval_days[2]]
+    policy = PriceGreedy()
+    decs = decisions(env, policy, day)
+    steps = np.array([d.steps for d in decs], dtype=float)
+    battery = np.array([d.battery for d in decs])
+    high = policy.price >= policy.high
+    low = policy.price <= policy.low
+    assert steps[high].mean() < steps[low].mean()
+    # Never fewer steps than the minimum-quality count unless the pool could not keep up otherwise.
+    floor = env.step_set[min_quality_index(env)]
+    assert (steps >= floor[None, :]).mean() > 0.9
+    # Batteries discharge at high prices where arbitrage pays, and only then; they charge at low prices.
+    assert policy.arbitrage.any()
+    assert (battery[~high] >= 0).all()
+    for i in np.flatnonzero(policy.arbitrage):
+        assert (battery[high[:, i], i] < 0).all() and (battery[low[:, i], i] > 0).all()
+    assert np.all(np.abs(battery) <= 1.0)
+
+
+def test_least_loaded_moves_new_jobs_from_the_busy_to_the_idle_dc(env):
+    env.reset(seed=0, options={"split": "eval"})
+    policy = LeastLoaded()
+    policy.reset(env)
+    obs = np.zeros(env.observation_space.shape, dtype=np.float32)
+    block = obs[: 8 * env.n_dc].reshape(env.n_dc, 8)
+    block[:, 6] = [0.9, 0.1]  # new images / capacity: DC 0 busy, DC 1 nearly idle
+    shares = policy.shares(obs, env.n_dc)
+    assert shares[0, 1] > 0 and shares[1, 0] == 0
+    assert shares.sum(axis=1).max() <= 1.0
+    block[:, 6] = [0.3, 0.3 * policy.capacity[1] / policy.capacity[0] * policy.ref[0] / policy.ref[1]]
+    assert np.allclose(policy.shares(obs, env.n_dc), 0.0)  # balanced: nothing moves
+
+
+def test_unknown_heuristic_is_a_clear_error():
+    with pytest.raises(HeuristicError, match="unknown heuristic 'nope'"):
+        make_heuristic("nope")
+
+
+def test_heuristics_and_oracle_import_without_torch():
+    code = (
+        "import sys; import policies.heuristics, policies.oracle, policies.policy; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_observation_layout_the_rules_read(env):
+    # The rules read queued and newly arrived images per DC from fixed places of the observation
+    # (docs/twin-model.md §7); this pins that contract to the env's real numbers.
+    from policies.heuristics import offered_load, per_dc
+
+    env.reset(seed=0, options={"split": "eval"})
+    ex = env.exogenous()
+    action = ProductionDefault()
+    action.reset(env)
+    obs, *_ = env.step(action.act(None, env))
+    arrived = ex["arrivals"][0] @ ex["images"]
+    assert per_dc(obs, env.n_dc)[:, 6] * env.capacity_ref == pytest.approx(arrived, rel=1e-5)
+    assert (offered_load(obs, env.n_dc) >= per_dc(obs, env.n_dc)[:, 6]).all()
