@@ -4,7 +4,6 @@ against every heuristic and its own replay in the twin. Hand-made problems use r
 from __future__ import annotations
 
 import itertools
-import os
 
 import numpy as np
 import pytest
@@ -214,9 +213,6 @@ def test_replay_actions_are_valid(tiny_env):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    os.environ.get("AIGC_TWIN_SLOW") != "1", reason="slow (default-scenario LP): AIGC_TWIN_SLOW=1"
-)
 def test_bound_dominates_on_a_default_day():
     from twin.env import AIGCTwinEnv
 

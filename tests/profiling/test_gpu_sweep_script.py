@@ -76,9 +76,6 @@ def test_a_failed_model_does_not_stop_the_others_but_fails_the_script(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    os.environ.get("AIGC_TWIN_SLOW") != "1", reason="slow (two fresh torch imports): AIGC_TWIN_SLOW=1"
-)
 def test_real_tiny_sweep_on_cpu(tmp_path):
     env = {
         "PYTHON": sys.executable,
