@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import FakeCard
 
+from tests.twin.conftest import FakeCard
 from twin import compute
 
 IMAGES = np.array([1, 2, 4, 8])

@@ -6,9 +6,9 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import FakeCard, synthetic_data
 from gymnasium.utils.env_checker import check_env
 
+from tests.twin.conftest import FakeCard, synthetic_data
 from twin.env import ENV_ID, ActionError, AIGCTwinEnv
 from twin.scenario import ScenarioError
 

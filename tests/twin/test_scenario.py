@@ -73,7 +73,7 @@ def test_broken_toml_is_one_clear_error(tmp_path):
 
 
 def test_custom_step_set_reaches_the_env(tmp_path):
-    from conftest import FakeCard, synthetic_data
+    from tests.twin.conftest import FakeCard, synthetic_data
 
     from twin.env import AIGCTwinEnv
 

@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 import pandas as pd
-from conftest import FakeCard, synthetic_data
 
+from tests.twin.conftest import FakeCard, synthetic_data
 from twin import bench, plot_day
 from twin.env import AIGCTwinEnv
 from twin.episode_log import rollout
