@@ -27,7 +27,8 @@ class AgentError(ValueError):
 
 @dataclass
 class AgentConfig:
-    """Hyperparameters of the scheduler and its shaper (defaults: SB3's SAC defaults, DRESS/paper for shaping)."""
+    """Hyperparameters of the scheduler and its shaper. Defaults: SB3's SAC defaults except ``buffer_size``
+    (SB3: 1e6) and ``learning_starts`` (SB3: 100), which are assumed here; DRESS/paper for shaping."""
 
     learning_rate: float = 3e-4
     buffer_size: int = 200_000

@@ -4,6 +4,7 @@ fixed seeds: ``python -m policies.evaluate --help``; writes one tidy CSV, a Mark
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from tqdm.auto import tqdm
 from policies.heuristics import HEURISTICS, make_heuristic
 from policies.oracle import OracleError, OraclePolicy, OracleSolution
 from policies.policy import EpisodeResult, run_episode
-from traces.atomic import write_csv_atomic, write_json_atomic, write_text_atomic
+from traces.atomic import write_bytes_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
 
 ORACLE = "oracle"
 ORACLE_REPLAY = "oracle-replay"
@@ -127,14 +128,15 @@ def load_trained(path: str | Path, scenario_name: str) -> TrainedPolicy:
     return TrainedPolicy(model, f"{algo}+{cfg.get('shaping')}", run=path.name)
 
 
-def build_policies(specs: list[str], scenario_name: str) -> list:
-    """Policy objects for the names given; ``oracle`` stands for the LP bound and its replay."""
+def build_policies(specs: list[str], scenario_name: str, oracle_time_limit_s: float | None = None) -> list:
+    """Policy objects for the names given; ``oracle`` stands for the LP bound and its replay (solved with
+    HiGHS's ``oracle_time_limit_s``)."""
     out = []
     for spec in specs:
         if spec in HEURISTICS:
             out.append(make_heuristic(spec))
         elif spec == ORACLE:
-            out.append(OraclePolicy())
+            out.append(OraclePolicy(oracle_time_limit_s))
         elif Path(spec).is_dir():
             out.append(load_trained(spec, scenario_name))
         else:
@@ -185,7 +187,8 @@ def make_row(name: str, run: str, day: str, seed: int, totals: dict, steps: floa
     row.update(_rates(totals))
     row.update(mean_steps=steps, mean_quality=quality)
     row["oracle_bound"] = bound if bound is not None else float("nan")
-    row["utility_pct_of_bound"] = 100.0 * totals["utility"] / bound if bound else float("nan")
+    # A share of a bound is only meaningful for a positive bound (with bound <= 0 the ratio flips sign).
+    row["utility_pct_of_bound"] = 100.0 * totals["utility"] / bound if bound and bound > 0 else float("nan")
     row.update({k: totals[k] for k in ("arrived", "served", "late", "dropped", "transferred")})
     return row
 
@@ -277,6 +280,13 @@ def _fmt(mean: float, half: float) -> str:
     return f"{mean:.{digits}f}" if np.isnan(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
 
 
+def _save_png(fig, path: Path) -> None:
+    """The figure as a PNG at ``path``, written atomically (a reader never sees half an image)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    write_bytes_atomic(path, buf.getvalue())
+
+
 def plot_utility(frame: pd.DataFrame, path: Path, currency: str) -> None:
     import matplotlib
 
@@ -291,7 +301,7 @@ def plot_utility(frame: pd.DataFrame, path: Path, currency: str) -> None:
     ax.set_title("Mean utility on held-out days (95% CI)")
     ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save_png(fig, path)
     plt.close(fig)
 
 
@@ -309,7 +319,7 @@ def plot_cumulative(curves: dict, path: Path, day: str, currency: str, slot_s: f
     ax.set_title(f"Cumulative utility on {day}")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save_png(fig, path)
     plt.close(fig)
 
 
@@ -325,7 +335,8 @@ def evaluate(cfg: EvalConfig, env=None, progress: bool = True) -> Path:
     from twin.scenario import load_scenario
 
     sc = env.unwrapped.scenario if env is not None else load_scenario(cfg.scenario)
-    policies = build_policies(cfg.policies, sc.name)  # bad names fail before the (slow) data loading
+    # bad names fail before the (slow) data loading
+    policies = build_policies(cfg.policies, sc.name, cfg.oracle_time_limit_s)
     env = env if env is not None else AIGCTwinEnv(sc)
     cfg.days = eval_days(env, cfg.days, cfg.n_days)
     cfg.plot_day = cfg.plot_day or cfg.days[0]

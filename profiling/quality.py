@@ -57,6 +57,7 @@ class ClipScorer:
         # argument only takes a fixed list of hub ids) and lets the adapter sit around the model.
         self.metric = CLIPScore(model_name_or_path=lambda: load_clip(model_name_or_path))
         self.metric.to(device)
+        self.device = torch.device(device)
         self.name = model_name_or_path
 
     @torch.no_grad()
@@ -70,7 +71,8 @@ class ClipScorer:
         for img, prompt in zip(images, prompts, strict=True):
             # The metric keeps a running sum in `score`; its increment is this image's score.
             before = float(self.metric.score)
-            self.metric.update(img.cpu(), prompt)
+            # torchmetrics moves the CLIP model to the image's device: keep the image on the scorer's own.
+            self.metric.update(img.to(self.device), prompt)
             out.append(float(self.metric.score) - before)
         return out
 

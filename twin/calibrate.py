@@ -428,7 +428,10 @@ def _measured_card(
     s, b = rows["steps"].to_numpy(float), rows["batch"].to_numpy(float)
     lat = rows["latency_batch_mean_s"].to_numpy(float)
     energy = (rows["energy_image_j"] * rows["batch"]).astype("Float64").to_numpy(float, na_value=np.nan)
-    has_e = ~np.isnan(energy)
+    # A window the NVML counter could not resolve (flagged short: too brief, or no counter increment) keeps
+    # its value in the trace for inspection, but it is not an energy measurement to fit.
+    short = rows["energy_short_window"].astype("boolean").fillna(False).to_numpy(bool)
+    has_e = ~np.isnan(energy) & ~short
     try:
         lat_fit, lat_rep = _measured_cost(s, b, lat, is_out)
         en_fit, en_rep = _measured_cost(s[has_e], b[has_e], energy[has_e], is_out[has_e])
@@ -479,8 +482,8 @@ def _measured_card(
         "assumptions": assumptions,
     }
     points = [
-        CostPoint(int(si), int(bi), float(li), None if np.isnan(ei) else float(ei), bool(oi))
-        for si, bi, li, ei, oi in zip(s, b, lat, energy, is_out, strict=True)
+        CostPoint(int(si), int(bi), float(li), float(ei) if hi else None, bool(oi))
+        for si, bi, li, ei, hi, oi in zip(s, b, lat, energy, has_e, is_out, strict=True)
     ]
     return card, points
 

@@ -394,4 +394,7 @@ def _build_data(sc: Scenario) -> ExogenousData:
     return build_exogenous(sc)
 
 
-gym.register(id=ENV_ID, entry_point="twin.env:AIGCTwinEnv", max_episode_steps=288)
+# No max_episode_steps: a day has 86400 / slot_s slots, which differs between scenarios, and the env
+# truncates itself after its last slot (a fixed TimeLimit of 288 cut days of shorter slots in the middle,
+# before the battery and sparse-reward settlements).
+gym.register(id=ENV_ID, entry_point="twin.env:AIGCTwinEnv")

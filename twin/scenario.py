@@ -230,7 +230,7 @@ _DC = {
     "pue_slope_per_c": _spec(float, 0.0, 0.0, 1.0),
     "pue_ref_c": _spec(float, 20.0, -50.0, 60.0),
     "timezone": _spec(str, "Europe/Amsterdam"),
-    "weather": _spec(str, "723170TYA"),
+    "weather": _spec(str, "greensboro-nc"),  # a traces.renewables.SITES name or a TMY3 path
     "pv_kw": _spec(float, 0.0, 0.0, _INF),
     "wind_kw": _spec(float, 0.0, 0.0, _INF),
     "battery_kwh": _spec(float, 0.0, 0.0, _INF),

@@ -138,3 +138,23 @@ def test_mean_ci_is_a_student_t_interval():
     assert m == pytest.approx(2.0)
     assert h == pytest.approx(4.302653 * 1.0 / np.sqrt(3), rel=1e-5)  # t(0.975, 2) x sd / sqrt(n)
     assert np.isnan(mean_ci(pd.Series([5.0]))[1])
+
+
+def test_oracle_time_limit_reaches_the_oracle_policy_and_nonpositive_bounds_give_no_share():
+    from policies.evaluate import build_policies, make_row
+
+    (oracle,) = build_policies(["oracle"], "tiny", oracle_time_limit_s=5.0)
+    assert oracle.time_limit_s == 5.0  # --oracle-time-limit also when 'oracle' is one of --policies
+    totals = dict.fromkeys(
+        (
+            "utility revenue penalty energy_cost transfer_cost penalty_late penalty_quality penalty_drop "
+            "battery_settlement arrived served late dropped transferred quality_violations load_kwh "
+            "grid_import_kwh renewable_used_kwh battery_charge_kwh battery_discharge_kwh"
+        ).split(),
+        1.0,
+    )
+    totals["utility"] = -10.0
+    assert np.isnan(make_row("p", "", "d", 0, totals, 30.0, 0.9, -5.0)["utility_pct_of_bound"])
+    assert (
+        make_row("p", "", "d", 0, {**totals, "utility": 5.0}, 30.0, 0.9, 10.0)["utility_pct_of_bound"] == 50.0
+    )

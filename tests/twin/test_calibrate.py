@@ -223,3 +223,15 @@ def test_leave_one_step_out_when_heldout_steps_absent(clean_card, tmp_path):
     assert card.fit["heldout_steps"] == [] and card.fit["heldout_requested"] == [7, 99]
     assert card.fit["latency_mape"] == card.fit["latency"]["leave_one_step_out"]["mape"]
     assert 0 < card.fit["latency_mape"] < 2.0
+
+
+def test_short_energy_windows_are_not_fitted(tmp_path):
+    # A window the NVML counter did not resolve reads 0 J (flagged short): fitting it would drag the energy
+    # curve down; the card must come out as if the point had no energy.
+    rng = np.random.default_rng(5)
+    bad = {**_row(35, 2, rng), "energy_window_j": 0.0, "energy_image_j": 0.0, "energy_short_window": True}
+    write_trace(tmp_path / "profiles", extra_rows=[bad])
+    (path,) = calibrate(tmp_path / "profiles", tmp_path / "cards", HELDOUT, plots=False)
+    card = load_card(path)
+    assert _grid_error(card, EN, card.batch_energy_j) < 0.01
+    assert _grid_error(card, LAT, card.batch_latency_s) < 0.01  # its latency is still a measurement

@@ -218,3 +218,20 @@ def test_observation_layout_matches_documentation(tiny_env):
     np.testing.assert_allclose(block[:, 6], arrived_images / env.capacity_ref, rtol=1e-6)
     np.testing.assert_allclose(block[:, 7], ex["pue"][t] - 1, rtol=1e-6, atol=1e-7)
     assert obs[-1] == pytest.approx(t / env.slots)
+
+
+def test_gym_make_runs_a_whole_day_of_any_slot_length():
+    # The registered id must not cut a day of shorter slots (576 slots of 150 s) at a fixed step count.
+    from twin.scenario import load_scenario, scenario_from_dict
+
+    doc = load_scenario("tiny").to_dict()
+    doc["scenario"].update(slot_s=150, slots_per_episode=576)
+    env = gym.make(ENV_ID, scenario=scenario_from_dict(doc, "<150 s slots>"), reward_mode="sparse")
+    env.reset(seed=0)
+    a = np.zeros(env.action_space.shape, dtype=np.float32)
+    n_steps, trunc, paid, total = 0, False, 0.0, 0.0
+    while not trunc:
+        _, reward, _, trunc, info = env.step(a)
+        n_steps, paid, total = n_steps + 1, paid + reward, total + info["utility"]
+    assert n_steps == 576 and info["slot"] == 575
+    assert paid == pytest.approx(info["reward_scale"] * total)  # every sparse settlement was paid

@@ -74,10 +74,19 @@ def test_broken_toml_is_one_clear_error(tmp_path):
 
 def test_custom_step_set_reaches_the_env(tmp_path):
     from tests.twin.conftest import FakeCard, synthetic_data
-
     from twin.env import AIGCTwinEnv
 
     sc = with_overrides(load_scenario("tiny"), steps=[10, 20, 30])
     env = AIGCTwinEnv(sc, data=synthetic_data(sc), cards=[FakeCard(), FakeCard()])
     assert env.step_set.tolist() == [10, 20, 30]
     assert env.decode_action(np.ones(env.action_space.shape)).steps.tolist() == [30, 30]
+
+
+def test_default_weather_is_a_known_site():
+    # A data centre without a `weather` key gets the default, which must name a built-in TMY3 site.
+    from traces.renewables import tmy3_path
+
+    doc = _doc()
+    del doc["datacenter"][0]["weather"]
+    sc = scenario_from_dict(doc, "<test>")
+    assert tmy3_path(sc.datacenters[0].weather).is_file()
