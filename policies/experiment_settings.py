@@ -1,0 +1,111 @@
+"""What ``--quick`` and ``--full`` mean for ``python -m policies.experiments``: scenario, step budgets, seeds,
+evaluation days and the settings of each of the six studies, in one place (printed into every config JSON)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+#: The six studies of issue 7, then the investigation of why shaping helps or not: settlement sparsity.
+STUDIES = ("convergence", "outcome", "prices", "models", "ablations", "sensitivity", "sparsity")
+
+#: The four learners of the paper's convergence comparison: label -> (algorithm, shaping).
+LEARNERS: dict[str, tuple[str, str]] = {
+    "sac+diffusion": ("sac", "diffusion"),
+    "sac": ("sac", "none"),
+    "sac+mlp": ("sac", "mlp"),
+    "td3+diffusion": ("td3", "diffusion"),
+}
+MAIN, PLAIN = "sac+diffusion", "sac"
+
+#: Ablations of the paper: the environment (or the action) changed, the learner the same.
+ABLATIONS = ("full", "no-transfer", "fixed-30-steps", "no-renewables", "no-battery")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One experiment size. Training hyperparameters not named here are ``policies.train``'s defaults."""
+
+    name: str
+    scenario: str
+    total_steps: int
+    seeds: tuple[int, ...]
+    eval_days: int
+    train: dict[str, Any] = field(default_factory=dict)  # extra policies.train.Args fields
+    curve_points: int = 40  # grid of the averaged learning curves
+    learners: tuple[str, ...] = tuple(LEARNERS)  # studies 1 and 2
+    price_k: tuple[float, ...] = (0.5, 1.0, 2.0)
+    price_learners: tuple[str, ...] = tuple(LEARNERS)
+    model_mixes: tuple[str, ...] = ("heterogeneous", "rotated", "homogeneous-first", "homogeneous-last")
+    model_learners: tuple[str, ...] = (MAIN, PLAIN)
+    ablations: tuple[str, ...] = ABLATIONS
+    ablation_learners: tuple[str, ...] = (MAIN, PLAIN)
+    shaper_steps: tuple[int, ...] = (3, 5, 7)
+    latent: tuple[int, ...] = (64, 128, 256)
+    eta: tuple[float, ...] = (0.2, 0.3, 0.4)
+    settlements: tuple[str, ...] = ("scenario", "daily")  # sparsity: the scenario's period, once a day
+    sparsity_learners: tuple[str, ...] = (MAIN, PLAIN)
+    s_per_step: float = 0.05  # measured wall seconds per training step of one run (see QUICK and FULL)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+#: Minutes on 2 CPU cores: the tiny scenario, small networks, 2 seeds, 3 held-out days, subsets of settings.
+QUICK = Budget(
+    name="quick",
+    scenario="tiny",
+    total_steps=3_000,
+    seeds=(0, 1),
+    eval_days=3,
+    train={
+        "learning_starts": 300,
+        "shaping_start": 600,
+        "shaper_fit_every": 200,
+        "shaper_updates": 10,
+        "net_width": 64,
+        "batch_size": 64,
+        "train_freq": 4,
+        "buffer_size": 20_000,
+        "checkpoint_every": 1_500,
+    },
+    curve_points=24,
+    price_learners=(MAIN, PLAIN),
+    model_mixes=("heterogeneous", "homogeneous-first"),
+    ablations=("full", "no-transfer", "fixed-30-steps", "no-renewables", "no-battery"),
+    ablation_learners=(MAIN,),
+    shaper_steps=(3, 5, 7),
+    latent=(64, 128),
+    eta=(0.2, 0.4),
+    # measured: the first --quick run here, 32 runs x 3000 steps took 50.1 min summed (2 cores shared with
+    # other work, load average 3-7); on an idle 2-core machine expect about half the wall time.
+    s_per_step=0.031,
+)
+
+#: The real thing: the default scenario (3 ASPs, 288 five-minute slots), train.py's network sizes.
+FULL = Budget(
+    name="full",
+    scenario="default",
+    total_steps=50_000,
+    seeds=(0, 1, 2),
+    eval_days=20,
+    train={"learning_starts": 5_000, "shaping_start": 5_000, "checkpoint_every": 10_000},
+    curve_points=60,
+    price_learners=(MAIN, PLAIN),
+    ablation_learners=(MAIN,),
+    # measured: sac+diffusion on the default scenario with train.py's network sizes, 576 -> 1152 steps in
+    # 36.4 s (63 ms per step, this 2-core machine under load ~2-3).
+    s_per_step=0.063,
+)
+
+BUDGETS = {"quick": QUICK, "full": FULL}
+
+
+def budget(name: str, scenario: str | None = None, seeds: int | None = None) -> Budget:
+    """The named budget, optionally on another scenario or with the first ``seeds`` seeds."""
+    b = BUDGETS[name]
+    if scenario is not None:
+        b = replace(b, scenario=scenario)
+    if seeds is not None:
+        b = replace(b, seeds=tuple(range(seeds)))
+    return b

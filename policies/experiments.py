@@ -1,0 +1,648 @@
+"""The paper's evaluation in one resumable command: six studies plus a sparsity investigation, each a tidy CSV,
+figures and a config under results/, and the README's results section: ``python -m policies.experiments --quick``.
+
+``--only STUDY[,STUDY]`` runs a subset. Finished training runs and evaluations are kept under ``--runs-root``
+and skipped when the command runs again, so an interrupted experiment continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import multiprocessing as mp
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from policies.experiment_env import EnvSpec, VariantError, ablation_spec
+from policies.experiment_settings import LEARNERS, MAIN, PLAIN, STUDIES, Budget, budget
+from traces.atomic import write_csv_atomic, write_json_atomic
+
+
+class ExperimentError(ValueError):
+    """Bad input to the experiment driver (unknown study, bad budget, ...): reported in one line."""
+
+
+# --- jobs ----------------------------------------------------------------------------------------------------
+
+
+def digest(obj: Any) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One training run of a learner on a twin variant (its key names the run directory)."""
+
+    label: str
+    seed: int
+    spec: EnvSpec
+    total_steps: int
+    train: tuple[tuple[str, Any], ...]  # policies.train.Args fields beyond the budget's defaults
+
+    @property
+    def algo_shaping(self) -> tuple[str, str]:
+        return LEARNERS[self.label]
+
+    def key(self) -> str:
+        return digest([self.label, self.seed, self.spec.to_dict(), self.total_steps, list(self.train)])
+
+    def run_dir(self, root: Path) -> Path:
+        return root / "train" / f"{self.label}__s{self.seed}__{self.key()}"
+
+
+@dataclass(frozen=True)
+class EvalJob:
+    """One policy evaluated on the held-out days of one setting of one study."""
+
+    study: str
+    setting: str
+    policy: str  # a learner label, a heuristic name or "oracle"
+    seed: int
+    spec: EnvSpec
+    days: tuple[int, ...]
+    day_seeds: tuple[int, ...]
+    train: TrainJob | None = None
+    extra: tuple[tuple[str, Any], ...] = field(default_factory=tuple)  # e.g. shaper settings, k
+
+    def key(self) -> str:
+        train = self.train.key() if self.train else None
+        return digest([self.policy, self.seed, self.spec.to_dict(), self.days, self.day_seeds, train])
+
+    def out_path(self, root: Path) -> Path:
+        """Keyed by content only, so a setting shared by several studies is evaluated once."""
+        return root / "eval" / f"{self.policy.replace('/', '-')}__s{self.seed}__{self.key()}.csv"
+
+
+# --- the settings of each study ------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """The training and evaluation jobs of the selected studies (training deduplicated by key)."""
+
+    train: dict[str, TrainJob] = field(default_factory=dict)
+    evals: list[EvalJob] = field(default_factory=list)
+    curves: dict[str, list[TrainJob]] = field(default_factory=dict)  # study -> runs whose curves it plots
+
+
+def train_job(b: Budget, label: str, seed: int, spec: EnvSpec, **over: Any) -> TrainJob:
+    """The run; settings equal to ``policies.train``'s defaults are left out, so equal runs share a key."""
+    from policies.train import Args
+
+    defaults = {f.name: f.default for f in dataclasses.fields(Args)}
+    extra = {k: v for k, v in {**b.train, **over}.items() if defaults.get(k, object()) != v}
+    return TrainJob(label, seed, spec, b.total_steps, tuple(sorted(extra.items())))
+
+
+def heuristic_names() -> list[str]:
+    """Names of the heuristics ``policies.heuristics`` offers."""
+    from policies.heuristics import HEURISTICS
+
+    return sorted(HEURISTICS)
+
+
+def study_settings(study: str, b: Budget, base: EnvSpec) -> list[tuple[str, EnvSpec, str, dict]]:
+    """(setting name, eval env, train env, extra train args) for every setting of ``study``."""
+    if study in ("convergence", "outcome"):
+        return [("base", base, "base", {})]
+    if study == "prices":
+        return [(f"k={k:g}", dataclasses.replace(base, price_k=k), "base", {}) for k in b.price_k]
+    if study == "models":
+        return [(m, dataclasses.replace(base, mix=m), "same", {}) for m in b.model_mixes]
+    if study == "ablations":
+        return [(a, ablation_spec(base, a), "same", {}) for a in b.ablations]
+    if study == "sensitivity":
+        rows = [(f"W={w}", base, "base", {"shaper_steps": w}) for w in b.shaper_steps]
+        rows += [(f"M={m}", base, "base", {"latent": m}) for m in b.latent]
+        rows += [(f"eta={e:g}", base, "base", {"eta": e}) for e in b.eta]
+        return rows
+    if study == "sparsity":
+        return [(f"settle={s}", dataclasses.replace(base, settlement_slots=settle_slots(b, s)), "same", {})
+                for s in b.settlements]  # fmt: skip
+    raise ExperimentError(f"unknown study {study!r}; choose from {', '.join(STUDIES)}")
+
+
+def settle_slots(b: Budget, name: str) -> int | None:
+    """Settlement period in slots: the scenario's own (None), once a day, or a number of slots."""
+    if name == "scenario":
+        return None
+    if name == "daily":
+        from twin.scenario import load_scenario
+
+        return load_scenario(b.scenario).slots_per_episode
+    return int(name)
+
+
+def study_learners(study: str, b: Budget) -> tuple[str, ...]:
+    return {
+        "convergence": b.learners,
+        "outcome": b.learners,
+        "prices": b.price_learners,
+        "models": b.model_learners,
+        "ablations": b.ablation_learners,
+        "sensitivity": (MAIN,),
+        "sparsity": b.sparsity_learners,
+    }[study]
+
+
+CURVE_STUDIES = ("convergence", "models", "ablations", "sensitivity", "sparsity")
+
+
+def plan(studies: Iterable[str], b: Budget, days: tuple[int, ...], day_seeds: tuple[int, ...]) -> Plan:
+    """Every job the studies need; a training run shared by several studies is trained once."""
+    base = EnvSpec(b.scenario)
+    out = Plan()
+    baselines = ["oracle", *heuristic_names()]
+    for study in studies:
+        for setting, spec, train_env, over in study_settings(study, b, base):
+            tspec = base if train_env == "base" else spec
+            for label in study_learners(study, b):
+                for seed in b.seeds:
+                    job = train_job(b, label, seed, tspec, **over)
+                    out.train[job.key()] = job
+                    if study in CURVE_STUDIES:
+                        out.curves.setdefault(study, []).append(job)
+                    if study != "convergence":
+                        extra = tuple(sorted(over.items()))
+                        out.evals.append(
+                            EvalJob(study, setting, label, seed, spec, days, day_seeds, job, extra)
+                        )
+            # sensitivity: every setting has the base env; only its bound is needed (for % of oracle)
+            names = ["oracle"] if study in ("sensitivity", "sparsity") else baselines
+            if study != "convergence":
+                out.evals += [EvalJob(study, setting, n, 0, spec, days, day_seeds) for n in names]
+    return out
+
+
+# --- workers (run in the process pool) -----------------------------------------------------------------------
+
+
+def init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def run_train(job: TrainJob, root: Path) -> dict[str, Any]:
+    """Train (or resume) one run; a ``done.json`` beside it marks it finished and is what resumption skips."""
+    import shutil
+
+    from policies.experiment_env import register
+    from policies.run_dir import RunDir
+    from policies.train import Args, train
+
+    run = RunDir(job.run_dir(root))
+    done = run.path / "done.json"
+    if done.is_file():
+        return json.loads(done.read_text(encoding="utf-8"))
+    resume = run.latest_checkpoint() is not None
+    if run.path.exists() and not resume:
+        shutil.rmtree(run.path)  # interrupted before its first checkpoint: start again
+    algo, shaping = job.algo_shaping
+    args = Args(
+        algo=algo, shaping=shaping, env_id=register(job.spec), seed=job.seed, total_steps=job.total_steps,
+        run_dir=str(run.path), resume=resume, progress=False, tensorboard=False, threads=1, **dict(job.train),
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    train(args)
+    result = {
+        "key": job.key(),
+        "wall_s": time.perf_counter() - t0,
+        "resumed": resume,
+        "steps": job.total_steps,
+    }
+    write_json_atomic(run.path / "train_job.json", dataclasses.asdict(job))
+    write_json_atomic(done, result)
+    return result
+
+
+def make_policy(job: EvalJob, root: Path):
+    """The policy object of an evaluation job (the oracle is handled by ``run_eval`` itself)."""
+    if job.train is None:
+        from policies.heuristics import make_heuristic
+
+        return make_heuristic(job.policy)
+    from policies.agents import ALGOS
+    from policies.evaluate import TrainedPolicy
+    from policies.run_dir import RunDir
+
+    run_dir = job.train.run_dir(root)
+    ckpt = RunDir(run_dir).latest_checkpoint()
+    if ckpt is None:
+        raise ExperimentError(f"no checkpoint in {run_dir}: train it first")
+    algo = job.train.algo_shaping[0]
+    model = ALGOS[algo].load(ckpt / "model.zip", device="cpu", custom_objects={"buffer_size": 1})
+    return TrainedPolicy(model, job.policy, run=run_dir.name)
+
+
+def episode_row(policy: str, day: str, seed: int, totals: dict, steps: float, quality: float) -> dict:
+    """The evaluator's row (``policies.evaluate.make_row``) plus the training metric's violation rate
+    ((late + dropped) / (served + dropped), ``policies.train.episode_rates``)."""
+    from policies.evaluate import make_row
+    from policies.train import episode_rates
+
+    row = make_row(policy, "", day, seed, totals, steps, quality, None)
+    row.update(episode_rates(totals))
+    row.update({k: totals[k] for k in ("battery_charge_kwh", "battery_discharge_kwh", "export_kwh")})
+    return row
+
+
+def oracle_row(env, day: int, seed: int) -> dict[str, Any]:
+    """The LP bound of the episode (reset on ``day`` with ``seed``), in the same columns as a policy's row."""
+    from policies.oracle import oracle_bound
+
+    _, info = env.reset(seed=seed, options={"split": "eval", "day": day})
+    sol = oracle_bound(env)
+    totals = {**sol.totals, "utility": sol.value}
+    return episode_row("oracle", str(info["day"]), seed, totals, sol.mean_steps, sol.mean_quality)
+
+
+def run_eval(job: EvalJob, root: Path) -> dict[str, Any]:
+    """Evaluate one policy on the job's held-out days; rows written atomically, skipped if already there."""
+    from policies.experiment_env import make_env
+    from policies.policy import run_episode
+
+    path = job.out_path(root)
+    if path.is_file():
+        return {"path": str(path), "skipped": True}
+    env = make_env(job.spec)
+    t0 = time.perf_counter()
+    rows = []
+    if job.policy == "oracle":
+        rows = [oracle_row(env, d, s) for d, s in zip(job.days, job.day_seeds, strict=True)]
+    else:
+        policy = make_policy(job, root)
+        for d, s in zip(job.days, job.day_seeds, strict=True):
+            res = run_episode(env, policy, day=d, seed=s)
+            rows.append(episode_row(job.policy, res.day, s, res.totals, res.mean_steps, res.mean_quality))
+    frame = pd.DataFrame(rows).rename(columns={"seed": "day_seed"}).drop(columns=["policy", "run"])
+    frame["eval_wall_s"] = time.perf_counter() - t0
+    write_csv_atomic(path, frame)
+    return {"path": str(path), "skipped": False}
+
+
+# --- running jobs --------------------------------------------------------------------------------------------
+
+
+def run_all(fn: Callable, jobs: list, root: Path, workers: int, desc: str, progress: bool) -> list[str]:
+    """Run ``fn(job, root)`` for every job, in a pool of ``workers`` processes; returns failure messages."""
+    failures: list[str] = []
+    bar = tqdm(total=len(jobs), desc=desc, unit="run", disable=not progress, dynamic_ncols=True)
+    if workers <= 1:
+        for job in jobs:
+            failures += _guard(lambda j=job: fn(j, root), job)
+            bar.update(1)
+    else:
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker) as pool:
+            futures = {pool.submit(fn, job, root): job for job in jobs}
+            for fut in as_completed(futures):
+                failures += _guard(fut.result, futures[fut])
+                bar.update(1)
+    bar.close()
+    return failures
+
+
+def _guard(call: Callable, job) -> list[str]:
+    try:
+        call()
+    except Exception as exc:  # one failed run must not lose the others; reported at the end
+        return [f"{type(job).__name__} {getattr(job, 'label', getattr(job, 'policy', ''))}: {exc}"]
+    return []
+
+
+# --- assembling the study tables -----------------------------------------------------------------------------
+
+ID_COLS = ["study", "setting", "policy", "seed"]
+
+
+def eval_days(b: Budget) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Evenly spaced held-out days of the budget's scenario and one fixed arrival seed per day."""
+    from policies.experiment_env import make_env
+
+    pool = make_env(EnvSpec(b.scenario)).unwrapped.eval_days
+    if b.eval_days > len(pool):
+        raise ExperimentError(f"{b.eval_days} evaluation days asked, the scenario holds out {len(pool)}")
+    pick = np.unique(np.linspace(0, len(pool) - 1, b.eval_days).round().astype(int))
+    days = tuple(int(pool[i]) for i in pick)
+    return days, tuple(10_000 + i for i in range(len(days)))
+
+
+def study_days(study: str, p: Plan, root: Path) -> pd.DataFrame:
+    """Per-day rows of a study's evaluations, with each day's oracle bound and the utility as % of it."""
+    parts = [labelled(j, root) for j in p.evals if j.study == study and j.out_path(root).is_file()]
+    if not parts:
+        return pd.DataFrame()
+    days = pd.concat(parts, ignore_index=True).drop(columns=["oracle_bound", "utility_pct_of_bound"])
+    oracle = days[days.policy == "oracle"][["setting", "day", "utility"]]
+    days = days.merge(oracle.rename(columns={"utility": "oracle_bound"}), on=["setting", "day"], how="left")
+    days["utility_pct_of_bound"] = 100.0 * days["utility"] / days["oracle_bound"]
+    return days
+
+
+def labelled(job: EvalJob, root: Path) -> pd.DataFrame:
+    """An evaluation's rows with the study, setting, policy, seed and setting parameters it stands for."""
+    frame = pd.read_csv(job.out_path(root))
+    for i, (k, v) in enumerate(zip(ID_COLS, (job.study, job.setting, job.policy, job.seed), strict=True)):
+        frame.insert(i, k, v)
+    for k, v in job.extra:
+        frame[k] = v
+    return frame
+
+
+def study_table(days: pd.DataFrame) -> pd.DataFrame:
+    """One row per (study, setting, policy, seed): means over the held-out days; % of the summed oracle."""
+    if days.empty:
+        return days
+    num = [c for c in days.columns if c not in ID_COLS and c not in ("day", "day_index")]
+    num = [c for c in num if pd.api.types.is_numeric_dtype(days[c])]
+    table = days.groupby(ID_COLS, sort=False)[num].mean().reset_index()
+    table["days"] = days.groupby(ID_COLS, sort=False).size().to_numpy()
+    table["utility_pct_of_bound"] = 100.0 * table["utility"] / table["oracle_bound"]
+    return table
+
+
+def curves_table(jobs: list[TrainJob], root: Path) -> pd.DataFrame:
+    """Learning curves: per training episode, the day's utility (unscaled) and return, from metrics.csv."""
+    frames = []
+    for job in dict.fromkeys(jobs):
+        path = job.run_dir(root) / "metrics.csv"
+        if not path.is_file():
+            continue
+        m = pd.read_csv(path)
+        keep = {"step": "step", "episode": "episode", "episode_return": "episode_return",
+                "info/utility": "utility", "violation_rate": "violation_rate",
+                "shaper/corr_hidden": "shaper_corr_hidden", "shaper/term_std": "shaper_term_std"}  # fmt: skip
+        m = m[[c for c in keep if c in m.columns]].rename(columns=keep)
+        m.insert(0, "seed", job.seed)
+        m.insert(0, "policy", job.label)
+        for k, v in job.train:
+            if k in ("shaper_steps", "latent", "eta"):
+                m[k] = v
+        m["setting"] = setting_of(job)
+        frames.append(m)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def setting_of(job: TrainJob) -> str:
+    s = job.spec
+    parts = [s.mix] if s.mix != "heterogeneous" else []
+    parts += [k for k, v in (("no-transfer", s.no_transfer), ("no-renewables", s.no_renewables),
+                             ("no-battery", s.no_battery)) if v]  # fmt: skip
+    if s.fixed_steps:
+        parts.append(f"fixed-{s.fixed_steps}-steps")
+    if s.settlement_slots:
+        parts.append(f"settle={s.settlement_slots}")
+    return "+".join(parts) or "base"
+
+
+def paired_to_plain(curves: pd.DataFrame) -> pd.Series:
+    """Each episode's utility minus plain SAC's on the same training episode (same seed: same day and
+    arrivals), which removes the day-to-day variation the learners share; NaN where there is no SAC run."""
+    plain = curves[curves.policy == PLAIN][["setting", "seed", "step", "utility"]]
+    merged = curves.merge(
+        plain.rename(columns={"utility": "_plain"}), on=["setting", "seed", "step"], how="left"
+    )
+    return pd.Series((merged.utility - merged._plain).to_numpy(), index=curves.index)
+
+
+def convergence_summary(curves: pd.DataFrame, tail: float = 0.25) -> pd.DataFrame:
+    """Per (policy, seed): mean training-episode utility over the last ``tail`` of the steps (and over all),
+    the same paired with plain SAC's episodes, and the shaper's last diagnostics."""
+    curves = curves.assign(minus_sac=paired_to_plain(curves))
+    rows = []
+    for (policy, setting, seed), g in curves.groupby(["policy", "setting", "seed"], sort=False):
+        last = g[g.step >= g.step.max() * (1 - tail)]
+        rows.append({"study": "convergence", "setting": setting, "policy": policy, "seed": seed,
+                     "utility": last.utility.mean(), "utility_all_episodes": g.utility.mean(),
+                     "utility_minus_sac": last.minus_sac.mean(), "utility_minus_sac_all": g.minus_sac.mean(),
+                     "violation_rate": last.violation_rate.mean() if "violation_rate" in g else np.nan,
+                     "episodes": len(g), "steps": int(g.step.max()),
+                     **{c: g[c].dropna().iloc[-1] if g[c].notna().any() else np.nan
+                        for c in ("shaper_corr_hidden", "shaper_term_std") if c in g}})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+# --- provenance ----------------------------------------------------------------------------------------------
+
+
+def git_commit() -> str:
+    """HEAD's hash, with ``+dirty`` when the working tree has uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def study_config(
+    study: str, b: Budget, argv: list[str], days, day_seeds, wall_s: float, started: str
+) -> dict:
+    from policies.experiment_env import build_scenario
+
+    return {
+        "study": study,
+        "command": "python -m policies.experiments " + " ".join(argv),
+        "commit": git_commit(),
+        "scenario": b.scenario,
+        "scenario_toml": build_scenario(EnvSpec(b.scenario)).to_toml(),
+        "budget": b.to_dict(),
+        "eval_days": list(days),
+        "eval_day_seeds": list(day_seeds),
+        "invocation_wall_s": round(wall_s, 1),
+        "started_utc": started,
+        "full_estimate_h": round(estimate_hours(budget("full")), 1),
+        "finished_utc": utc_now(),
+    }
+
+
+def job_seconds(p: Plan, root: Path) -> dict[str, float]:
+    """Seconds the plan's training runs and evaluations took, each counted once, whichever invocation ran it."""
+    t = [json.loads(f.read_text(encoding="utf-8")).get("wall_s", 0.0) for j in p.train.values()
+         if (f := j.run_dir(root) / "done.json").is_file()]  # fmt: skip
+    e = [pd.read_csv(f).eval_wall_s.iloc[0] for j in {j.key(): j for j in p.evals}.values()
+         if (f := j.out_path(root)).is_file()]  # fmt: skip
+    return {
+        "train_runs": len(t),
+        "train_s": round(float(sum(t)), 1),
+        "evals": len(e),
+        "eval_s": round(float(sum(e)), 1),
+    }
+
+
+def write_study(study: str, p: Plan, root: Path, out: Path, config: dict[str, Any]) -> None:
+    """The study's CSVs, figures and config under ``out/<study>/``."""
+    from policies import report
+
+    folder = out / study
+    curves = curves_table(p.curves.get(study, []), root)
+    if study == "convergence":
+        table = convergence_summary(curves) if not curves.empty else pd.DataFrame()
+    else:
+        days = study_days(study, p, root)
+        table = study_table(days)
+        if not days.empty:
+            write_csv_atomic(folder / f"{study}_days.csv", days)
+    if not curves.empty:
+        write_csv_atomic(folder / f"{study}_curves.csv", curves)
+    if not table.empty:
+        write_csv_atomic(folder / f"{study}.csv", table)
+    write_json_atomic(folder / "config.json", {**config, "job_seconds": job_seconds(p, root)})
+    report.study_figures(study, folder, table, curves, config)
+
+
+# --- command line --------------------------------------------------------------------------------------------
+
+
+def parse_studies(text: str | None) -> list[str]:
+    if not text:
+        return list(STUDIES)
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [s for s in names if s not in STUDIES]
+    if bad or not names:
+        raise ExperimentError(
+            f"unknown study {', '.join(bad) or repr(text)}; choose from {', '.join(STUDIES)}"
+        )
+    return [s for s in STUDIES if s in names]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m policies.experiments", description=" ".join(__doc__.split("\n\n")[0].split())
+    )
+    size = ap.add_mutually_exclusive_group(required=True)
+    size.add_argument(
+        "--quick",
+        action="store_true",
+        help="minutes on 2 CPU cores: scenario tiny, small networks, 2 seeds, 3 held-out days, subsets of "
+        "settings (policies/experiment_settings.py)",
+    )
+    full = budget("full")
+    size.add_argument(
+        "--full",
+        action="store_true",
+        help=f"the real thing: scenario {full.scenario}, {full.total_steps} steps x {len(full.seeds)} seeds per "
+        f"run, {full.eval_days} held-out days; estimated {estimate_hours(full):.0f} h of training on 2 CPU "
+        "cores (--dry-run prints the plan)",
+    )
+    ap.add_argument("--only", help=f"comma-separated subset of: {', '.join(STUDIES)}")
+    ap.add_argument("--scenario", help="run on this scenario instead of the budget's (name or TOML path)")
+    ap.add_argument("--seeds", type=int, help="use seeds 0..N-1 instead of the budget's")
+    ap.add_argument("--total-steps", type=int, help="training steps per run instead of the budget's")
+    ap.add_argument("--eval-days", type=int, help="held-out days per evaluation instead of the budget's")
+    ap.add_argument("--out", default="results", help="results folder (default: results)")
+    ap.add_argument(
+        "--runs-root",
+        default=None,
+        help="training runs and eval parts (default: runs/experiments/<budget>-<scenario>)",
+    )
+    ap.add_argument("--workers", type=int, default=2, help="process pool size (torch uses 1 thread each)")
+    ap.add_argument("--readme", default="README.md", help="README whose results section is regenerated")
+    ap.add_argument("--no-readme", action="store_true", help="do not touch the README")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars")
+    ap.add_argument(
+        "--dry-run", action="store_true", help="print what would run (and what is done), run nothing"
+    )
+    return ap
+
+
+def describe(p: Plan, b: Budget, root: Path) -> str:
+    """What the plan holds and how much of it is finished under ``root``."""
+    done = sum((j.run_dir(root) / "done.json").is_file() for j in p.train.values())
+    evals = {j.key(): j for j in p.evals}.values()
+    evaluated = sum(j.out_path(root).is_file() for j in evals)
+    return (
+        f"budget {b.name} on {b.scenario}: {len(p.train)} training runs of {b.total_steps} steps "
+        f"({len(p.train) * b.total_steps:,} env steps; {done} finished), {len(evals)} evaluations of "
+        f"{b.eval_days} held-out days ({evaluated} finished); training estimate "
+        f"{estimate_hours(b, p):.1f} h with 2 workers at the measured {b.s_per_step * 1000:.0f} ms per step"
+    )
+
+
+def estimate_hours(b: Budget, p: Plan | None = None, workers: int = 2) -> float:
+    """Training wall time of a budget's plan (all studies unless ``p``) at its measured seconds per step."""
+    p = p or plan(STUDIES, b, (0,), (0,))
+    return len(p.train) * b.total_steps * b.s_per_step / workers / 3600
+
+
+def resolve_budget(ns: argparse.Namespace) -> Budget:
+    for name in ("seeds", "total_steps", "eval_days", "workers"):
+        value = getattr(ns, name)
+        if value is not None and value < 1:
+            raise ExperimentError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    b = budget("quick" if ns.quick else "full", scenario=ns.scenario, seeds=ns.seeds)
+    if ns.total_steps is not None:
+        b = dataclasses.replace(b, total_steps=ns.total_steps)
+    if ns.eval_days is not None:
+        b = dataclasses.replace(b, eval_days=ns.eval_days)
+    from twin.scenario import ScenarioError, load_scenario
+
+    try:
+        load_scenario(b.scenario)
+    except ScenarioError as exc:
+        raise ExperimentError(str(exc)) from None
+    return b
+
+
+def run(argv: list[str]) -> float | None:
+    """Run the experiments named by ``argv``; returns the wall time of this invocation in seconds (None for
+    a dry run)."""
+    t0, started = time.perf_counter(), utc_now()
+    ns = build_parser().parse_args(argv)
+    studies = parse_studies(ns.only)
+    b = resolve_budget(ns)
+    root = Path(ns.runs_root or f"runs/experiments/{b.name}-{Path(b.scenario).stem}")
+    out, progress = Path(ns.out), not ns.no_progress
+    days, day_seeds = eval_days(b)
+    p = plan(studies, b, days, day_seeds)
+    if ns.dry_run:
+        print(describe(p, b, root))
+        return None
+    failures = run_all(run_train, list(p.train.values()), root, ns.workers, "training", progress)
+    unique = {j.key(): j for j in p.evals}.values()
+    ready = [j for j in unique if j.train is None or (j.train.run_dir(root) / "done.json").is_file()]
+    failures += run_all(run_eval, ready, root, ns.workers, "evaluating", progress)
+    for study in studies:
+        wall = time.perf_counter() - t0
+        write_study(study, p, root, out, study_config(study, b, argv, days, day_seeds, wall, started))
+    if not ns.no_readme:
+        from policies import report
+
+        report.update_readme(Path(ns.readme), out)
+    wall = time.perf_counter() - t0
+    if failures:
+        raise ExperimentError(f"{len(failures)} run(s) failed, first: {failures[0]}")
+    return wall
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        wall = run(argv)
+    except (ExperimentError, VariantError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if wall is not None:
+        print(f"experiments finished in {wall / 60:.1f} min wall time ({wall:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

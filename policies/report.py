@@ -1,0 +1,599 @@
+"""Figures of the six studies and the README's generated results section (tables, figure links and a "what we
+found" text computed from results/*/*.csv): ``python -m policies.report [--out results] [--readme README.md]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from policies.experiment_settings import MAIN, PLAIN, STUDIES
+from traces.atomic import write_text_atomic
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+LEARNER_ORDER = ("sac+diffusion", "sac", "sac+mlp", "td3+diffusion")
+
+
+class ReportError(ValueError):
+    """Nothing to report from, or a README that cannot be updated."""
+
+
+# --- statistics ----------------------------------------------------------------------------------------------
+
+
+def mean_ci(values) -> tuple[float, float, int]:
+    """Mean, half-width of its 95% t confidence interval (nan for one value) and n."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return float("nan"), float("nan"), 0
+    if len(v) == 1:
+        return float(v[0]), float("nan"), 1
+    half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return float(v.mean()), float(half), len(v)
+
+
+def welch(a, b) -> dict[str, float]:
+    """Difference of means a - b, its 95% Welch interval and the two-sided p-value (nan if not testable)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    diff = float(a.mean() - b.mean()) if len(a) and len(b) else float("nan")
+    if len(a) < 2 or len(b) < 2 or (a.var(ddof=1) + b.var(ddof=1)) == 0:
+        return {"diff": diff, "lo": float("nan"), "hi": float("nan"), "p": float("nan")}
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = stats.t.ppf(0.975, dof) * np.sqrt(va + vb)
+    p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    return {"diff": diff, "lo": diff - half, "hi": diff + half, "p": p}
+
+
+def paired_text(diffs) -> str:
+    """Mean of per-seed paired differences with its 95% t-interval and one-sample p-value."""
+    d = np.asarray(diffs, dtype=float)
+    d = d[np.isfinite(d)]
+    m, half, n = mean_ci(d)
+    if n < 2 or not np.isfinite(half):
+        return f"{fmt(m)} (not testable, n = {n} seeds)"
+    p = float(stats.ttest_1samp(d, 0.0).pvalue) if d.std(ddof=1) > 0 else float("nan")
+    word = "significant" if np.isfinite(p) and p < 0.05 else "not significant"
+    return f"{fmt(m)} (95% CI {fmt(m - half)} to {fmt(m + half)}, p = {fmt(p)}: {word} at 95%, n = {n} seeds)"
+
+
+def significance(test: dict[str, float], n: tuple[int, int]) -> str:
+    if not np.isfinite(test["p"]):
+        return f"not testable at 95% (n = {n[0]} vs {n[1]} seeds)"
+    word = "significant" if test["p"] < 0.05 else "not significant"
+    return (
+        f"difference {fmt(test['diff'])} (95% CI {fmt(test['lo'])} to {fmt(test['hi'])}), "
+        f"Welch p = {test['p']:.2g}: {word} at 95% (n = {n[0]} vs {n[1]} seeds)"
+    )
+
+
+def fmt(x: float | None) -> str:
+    """A number as the README shows it (the tests format CSV values with this same function)."""
+    if x is None or not np.isfinite(x):
+        return "n/a"
+    if abs(x) >= 100:
+        return f"{x:.1f}"
+    if abs(x) >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3g}"
+
+
+# --- figures -------------------------------------------------------------------------------------------------
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Save a figure atomically (temporary file in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+        plt.close(fig)
+    return path
+
+
+def ordered(policies) -> list[str]:
+    names = list(dict.fromkeys(policies))
+    first = [p for p in LEARNER_ORDER if p in names]
+    return (
+        first
+        + sorted(p for p in names if p not in first and p != "oracle")
+        + (["oracle"] if "oracle" in names else [])
+    )
+
+
+def curve_band(curves: pd.DataFrame, window: int) -> pd.DataFrame:
+    """Per policy and step: mean over seeds of the smoothed episode utility and its 95% half-width."""
+    rows = []
+    for _, g in curves.groupby(["policy", "seed"]):
+        g = g.sort_values("step")
+        rows.append(g.assign(smooth=g.utility.rolling(window, min_periods=1).mean()))
+    smooth = pd.concat(rows)
+    out = []
+    for (policy, step), g in smooth.groupby(["policy", "step"]):
+        m, h, n = mean_ci(g.smooth)
+        out.append({"policy": policy, "step": step, "mean": m, "half": h, "n": n})
+    return pd.DataFrame(out)
+
+
+def convergence_figure(curves: pd.DataFrame, path: Path, config: dict) -> None:
+    """Left: utility per training episode; right: the same minus plain SAC's on the same episode (paired)."""
+    from policies.experiments import paired_to_plain
+
+    episodes = curves.groupby(["policy", "seed"]).size().max()
+    window = max(1, int(episodes) // 10)
+    paired = curves.assign(utility=paired_to_plain(curves)).dropna(subset=["utility"])
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+    for ax, data, ylabel in (
+        (axes[0], curves, f"training-episode utility ({currency(config)}/day)"),
+        (
+            axes[1],
+            paired[paired.policy != PLAIN],
+            f"minus {PLAIN} on the same episode ({currency(config)}/day)",
+        ),
+    ):
+        if data.empty:
+            continue
+        band = curve_band(data, window)
+        for i, policy in enumerate(ordered(band.policy)):
+            g = band[band.policy == policy]
+            color = f"C{list(ordered(curves.policy)).index(policy) if policy in set(curves.policy) else i}"
+            ax.plot(g.step, g["mean"], label=policy, color=color)
+            ax.fill_between(
+                g.step, g["mean"] - g.half.fillna(0), g["mean"] + g.half.fillna(0), alpha=0.2, color=color
+            )
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[1].axhline(0, color="k", lw=0.8)
+    seeds = curves.seed.nunique()
+    fig.suptitle(
+        f"Convergence, sparse reward, {config.get('scenario')}: mean of {seeds} seeds, 95% CI "
+        f"(smoothed over {window} episodes)"
+    )
+    save_figure(fig, path)
+
+
+def points(table: pd.DataFrame, column: str, ax, settings: list[str], ylabel: str) -> None:
+    """Grouped point ranges: x = setting, one marker per policy (mean over seeds) with 95% CI whiskers."""
+    policies = ordered(table.policy)
+    width = 0.8 / max(len(policies), 1)
+    for i, policy in enumerate(policies):
+        stats_ = [mean_ci(table[(table.policy == policy) & (table.setting == s)][column]) for s in settings]
+        x = np.arange(len(settings)) + (i - (len(policies) - 1) / 2) * width
+        yerr = [0 if not np.isfinite(h) else h for _, h, _ in stats_]
+        ax.errorbar(x, [m for m, _, _ in stats_], yerr=yerr, fmt="o", label=policy, capsize=3, color=f"C{i}")
+    ax.set_xticks(np.arange(len(settings)), settings, rotation=20 if len(settings) > 3 else 0)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+
+
+def outcome_figure(table: pd.DataFrame, path: Path, config: dict, title: str) -> None:
+    settings = list(dict.fromkeys(table.setting))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    points(table, "utility_pct_of_bound", axes[0], settings, "utility, % of oracle bound")
+    points(table, "violation_rate", axes[1], settings, "violation rate (late + dropped)")
+    points(table, "energy_cost", axes[2], settings, f"energy cost ({currency(config)}/day)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(
+        handles, labels, loc="lower center", ncol=min(len(labels), 8), fontsize=8, bbox_to_anchor=(0.5, -0.06)
+    )
+    fig.suptitle(
+        f"{title} ({config.get('scenario')}, {len(config.get('eval_days', []))} held-out days; mean over seeds, 95% CI)"
+    )
+    save_figure(fig, path)
+
+
+def prices_figure(table: pd.DataFrame, path: Path, config: dict) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    t = table.assign(k=table.setting.str.removeprefix("k=").astype(float))
+    for policy in ordered(t.policy):
+        if policy == "oracle":
+            continue
+        g = [
+            (k, *mean_ci(t[(t.policy == policy) & (t.k == k)].utility_pct_of_bound))
+            for k in sorted(t.k.unique())
+        ]
+        ks, ms, hs = zip(*[(k, m, h) for k, m, h, _ in g], strict=True)
+        ax.errorbar(ks, ms, yerr=np.nan_to_num(hs), label=policy, marker="o", capsize=3)
+    ax.set_xlabel("price volatility factor k  (p' = mean + k (p - mean))")
+    ax.set_ylabel("utility, % of oracle bound")
+    ax.set_title(f"Price fluctuation ({config.get('scenario')})")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    save_figure(fig, path)
+
+
+def sensitivity_figure(table: pd.DataFrame, path: Path, config: dict) -> None:
+    t = table[table.policy != "oracle"]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True)
+    for ax, (name, label) in zip(
+        axes, (("W", "denoising steps W"), ("M", "latent size M"), ("eta", "eta")), strict=True
+    ):
+        sub = t[t.setting.str.startswith(f"{name}=")]
+        settings = list(dict.fromkeys(sub.setting))
+        stats_ = [mean_ci(sub[sub.setting == s].utility_pct_of_bound) for s in settings]
+        yerr = [np.nan_to_num(h) for _, h, _ in stats_]
+        ax.errorbar(settings, [m for m, _, _ in stats_], yerr=yerr, fmt="o", capsize=3)
+        ax.set_xlabel(label)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("sac+diffusion utility, % of oracle bound")
+    fig.suptitle(f"Shaper sensitivity ({config.get('scenario')}, held-out days)")
+    save_figure(fig, path)
+
+
+def study_figures(
+    study: str, folder: Path, table: pd.DataFrame, curves: pd.DataFrame, config: dict
+) -> list[Path]:
+    """The study's PNG figures (none when its table is empty)."""
+    made = []
+    if study == "convergence" and not curves.empty:
+        convergence_figure(curves, folder / "convergence.png", config)
+        made.append(folder / "convergence.png")
+    if study == "sparsity" and not curves.empty:
+        labelled = curves.assign(policy=curves.policy + " " + curves.setting)
+        convergence_figure(labelled, folder / "sparsity_curves.png", config)
+        made.append(folder / "sparsity_curves.png")
+    if table.empty or study == "convergence":
+        return made
+    path = folder / f"{study}.png"
+    if study == "prices":
+        prices_figure(table, path, config)
+    elif study == "sensitivity":
+        sensitivity_figure(table, path, config)
+    else:
+        titles = {
+            "outcome": "Outcome on held-out days",
+            "models": "Model heterogeneity",
+            "ablations": "Ablations",
+            "sparsity": "Reward sparsity",
+        }
+        outcome_figure(table, path, config, titles[study])
+    return [*made, path]
+
+
+def currency(config: dict) -> str:
+    text = config.get("scenario_toml", "")
+    for line in text.splitlines():
+        if line.startswith("currency"):
+            return line.split("=", 1)[1].strip().strip('"')
+    return "currency"
+
+
+# --- the README section --------------------------------------------------------------------------------------
+
+
+def load_study(out: Path, study: str) -> tuple[pd.DataFrame, dict] | None:
+    path, cfg = out / study / f"{study}.csv", out / study / "config.json"
+    if not path.is_file() or not cfg.is_file():
+        return None
+    return pd.read_csv(path), json.loads(cfg.read_text(encoding="utf-8"))
+
+
+def per_seed(
+    table: pd.DataFrame, policy: str, setting: str | None = None, column: str = "utility"
+) -> np.ndarray:
+    t = table[table.policy == policy]
+    if setting is not None:
+        t = t[t.setting == setting]
+    return t[column].to_numpy(dtype=float)
+
+
+def summary_table(table: pd.DataFrame, cur: str) -> str:
+    """Markdown: one row per (setting, policy) with mean ± 95% half-width over seeds."""
+    cols = [("utility", f"utility ({cur}/day)"), ("utility_pct_of_bound", "% of oracle"), ("violation_rate", "violation rate"),
+            ("energy_cost", f"energy cost ({cur}/day)")]  # fmt: skip
+    cols = [(c, h) for c, h in cols if c in table.columns]
+    lines = ["| setting | policy | seeds | " + " | ".join(h for _, h in cols) + " |"]
+    lines.append("|" + "---|" * (3 + len(cols)))
+    for setting in dict.fromkeys(table.setting):
+        t = table[table.setting == setting]
+        for policy in ordered(t.policy):
+            cells = []
+            for c, _ in cols:
+                m, h, n = mean_ci(per_seed(t, policy, column=c))
+                cells.append(fmt(m) + (f" ± {fmt(h)}" if np.isfinite(h) else ""))
+            lines.append(f"| {setting} | {policy} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def compare(table: pd.DataFrame, a: str, b: str, setting: str | None, column: str = "utility") -> str:
+    x, y = per_seed(table, a, setting, column), per_seed(table, b, setting, column)
+    if len(x) == 0 or len(y) == 0:
+        return f"{a} or {b} missing"
+    return significance(welch(x, y), (len(x), len(y)))
+
+
+def pct(table: pd.DataFrame, policy: str, setting: str | None = None) -> float:
+    return mean_ci(per_seed(table, policy, setting, "utility_pct_of_bound"))[0]
+
+
+def best_heuristic(table: pd.DataFrame, setting: str) -> str | None:
+    t = table[(table.setting == setting) & ~table.policy.isin([*LEARNER_ORDER, "oracle"])]
+    if t.empty:
+        return None
+    return str(t.groupby("policy").utility.mean().idxmax())
+
+
+def found_convergence(t: pd.DataFrame, cur: str) -> list[str]:
+    means = {p: mean_ci(per_seed(t, p))[0] for p in ordered(t.policy)}
+    rank = ", ".join(f"{p} {fmt(m)}" for p, m in sorted(means.items(), key=lambda kv: -kv[1]))
+    text = (
+        f"**Convergence** (training-episode utility over the last quarter of training, {cur}/day): {rank}. "
+        f"{MAIN} vs {PLAIN}: {compare(t, MAIN, PLAIN, None)}."
+    )
+    if "utility_minus_sac" in t.columns:
+        parts = []
+        for p in ordered(t.policy):
+            if p != PLAIN:
+                d = per_seed(t, p, column="utility_minus_sac")
+                parts.append(f"{p} {paired_text(d)}")
+        text += (
+            f" Paired with {PLAIN} on the same training episodes (same days and arrivals), the last-quarter "
+            f"difference is: " + "; ".join(parts) + "."
+        )
+    if "shaper_corr_hidden" in t.columns:
+        corr = t.groupby("policy", sort=False).shaper_corr_hidden.mean().dropna()
+        text += (
+            " Correlation of each shaper's term with the hidden per-slot utility at the end of training "
+            "(a diagnostic the sparse reward never shows the agent): "
+            + ", ".join(f"{p} {fmt(c)}" for p, c in corr.items())
+            + "."
+        )
+    return [text]
+
+
+def found_outcome(t: pd.DataFrame) -> list[str]:
+    setting = t.setting.iloc[0]
+    parts = [f"{p} {fmt(pct(t, p, setting))}%" for p in ordered(t.policy) if p != "oracle"]
+    text = f"**Held-out days**: utility as % of the oracle bound: {', '.join(parts)}. {MAIN} vs {PLAIN}: {compare(t, MAIN, PLAIN, setting)}."
+    h = best_heuristic(t, setting)
+    if h is not None and MAIN in set(t.policy):
+        m, half, _ = mean_ci(per_seed(t, MAIN, setting))
+        hv = float(t[(t.policy == h) & (t.setting == setting)].utility.mean())
+        if np.isfinite(half) and abs(m - hv) <= half:
+            rel = "within the 95% interval of"
+        else:
+            rel = "above" if m > hv else "below"
+        text += f" The best heuristic is {h} ({fmt(pct(t, h, setting))}% of the oracle); {MAIN} is {rel} it."
+    if {"transferred", "arrived", "transfer_cost"} <= set(t.columns):
+        share = t.groupby("policy", sort=False)[["transferred", "arrived", "transfer_cost"]].mean()
+        parts = [f"{p} {fmt(100 * share.transferred[p] / share.arrived[p])}% ({fmt(share.transfer_cost[p])}/day)"
+                 for p in ordered(t.policy) if share.arrived[p] > 0]  # fmt: skip
+        text += (
+            " Share of arriving jobs transferred to another ASP (and transfer cost): "
+            + ", ".join(parts)
+            + "."
+        )
+    if "production-default" in set(t.policy):
+        base = pct(t, "production-default", setting)
+        text += (
+            f" Headroom: the production default (30 steps, local, battery idle) already reaches {fmt(base)}% of "
+            f"the bound, so no scheduler can add more than {fmt(100 - base)}% of it here."
+        )
+    return [text]
+
+
+def found_by_setting(t: pd.DataFrame, label: str) -> list[str]:
+    lines = []
+    for setting in dict.fromkeys(t.setting):
+        parts = [
+            f"{p} {fmt(pct(t, p, setting))}%"
+            for p in ordered(t[t.setting == setting].policy)
+            if p != "oracle"
+        ]
+        line = f"{setting}: {', '.join(parts)}"
+        if {MAIN, PLAIN} <= set(t[t.setting == setting].policy):
+            line += f" ({MAIN} vs {PLAIN}: {compare(t, MAIN, PLAIN, setting)})"
+        lines.append(line)
+    return [f"**{label}** (utility as % of the oracle bound): " + "; ".join(lines) + "."]
+
+
+def found_ablations(t: pd.DataFrame) -> list[str]:
+    lines = found_by_setting(t, "Ablations")
+    if "full" not in set(t.setting):
+        return lines
+    full = per_seed(t, MAIN, "full")
+    deltas = []
+    for setting in dict.fromkeys(t.setting):
+        if setting != "full" and len(per_seed(t, MAIN, setting)):
+            deltas.append(
+                f"{setting}: {significance(welch(per_seed(t, MAIN, setting), full), (len(per_seed(t, MAIN, setting)), len(full)))}"
+            )
+    if deltas:
+        lines.append(f"{MAIN} utility in each ablation minus the full system: " + "; ".join(deltas) + ".")
+    return lines
+
+
+DEFAULT_SHAPER = {"W": "W=5", "M": "M=128", "eta": "eta=0.4"}
+
+
+def found_sensitivity(t: pd.DataFrame) -> list[str]:
+    """Each setting against the paper's best (W = 5, M = 128, eta = 0.4), never best-vs-worst (post hoc)."""
+    t = t[t.policy == MAIN]
+    lines = []
+    for name, ref in DEFAULT_SHAPER.items():
+        sub = t[t.setting.str.startswith(f"{name}=")]
+        if sub.empty:
+            continue
+        text = f"{name}: " + ", ".join(f"{s} {fmt(pct(sub, MAIN, s))}%" for s in dict.fromkeys(sub.setting))
+        base = per_seed(sub, MAIN, ref)
+        tests = [
+            f"{s} minus {ref}: {significance(welch(per_seed(sub, MAIN, s), base), (len(per_seed(sub, MAIN, s)), len(base)))}"
+            for s in dict.fromkeys(sub.setting)
+            if s != ref and len(base)
+        ]
+        lines.append(text + ("" if not tests else " (" + "; ".join(tests) + ")"))
+    head = (
+        f"**Shaper sensitivity** ({MAIN}, held-out utility as % of the oracle bound; differences per day): "
+    )
+    return [head + "; ".join(lines) + "."]
+
+
+def found_sparsity(t: pd.DataFrame) -> list[str]:
+    return found_by_setting(t, "Sparsity (settlement period in slots; scenario = its own)")
+
+
+def findings(loaded: dict[str, tuple[pd.DataFrame, dict]]) -> list[str]:
+    out = []
+    cur = currency(next(iter(loaded.values()))[1]) if loaded else "currency"
+    handlers = {
+        "convergence": lambda t: found_convergence(t, cur),
+        "outcome": found_outcome,
+        "prices": lambda t: found_by_setting(t, "Price fluctuation"),
+        "models": lambda t: found_by_setting(t, "Model heterogeneity"),
+        "ablations": found_ablations,
+        "sensitivity": found_sensitivity,
+        "sparsity": found_sparsity,
+    }
+    for study, (table, _) in loaded.items():
+        out += handlers[study](table)
+    seeds = min(len(cfg.get("budget", {}).get("seeds", [])) for _, cfg in loaded.values())
+    if seeds < 5:
+        out.append(
+            f"**Caveat**: {seeds} seeds per learner, so intervals are wide and single p-values below 0.05 among the "
+            "many comparisons above are fragile (no correction for multiple comparisons); treat them as hints."
+        )
+    return out
+
+
+def provenance(loaded: dict[str, tuple[pd.DataFrame, dict]]) -> list[str]:
+    """One row per distinct (command, commit, scenario, budget): which invocation produced which studies."""
+    groups: dict[tuple, list[str]] = {}
+    for study, (_, cfg) in loaded.items():
+        b = cfg.get("budget", {})
+        key = (cfg.get("command"), cfg.get("commit", ""), cfg.get("scenario"), b.get("name"), b.get("total_steps"),
+               len(b.get("seeds", [])), len(cfg.get("eval_days", [])), cfg.get("started_utc"))  # fmt: skip
+        groups.setdefault(key, []).append(study)
+    head = ["| studies | command | commit | scenario | budget | steps/run | seeds | held-out days | started (UTC) |",
+            "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    rows = [f"| {', '.join(studies)} | `{k[0]}` | `{k[1][:12]}{'+dirty' if k[1].endswith('+dirty') else ''}` | "
+            f"{k[2]} | {k[3]} | {k[4]} | {k[5]} | {k[6]} | {k[7]} |" for k, studies in groups.items()]  # fmt: skip
+    return head + rows
+
+
+def compute_text(loaded: dict[str, tuple[pd.DataFrame, dict]]) -> str:
+    """The latest invocation's wall time and the run time of all its jobs (each counted once)."""
+    cfg = max((c for _, c in loaded.values()), key=lambda c: c.get("finished_utc", ""))
+    js = cfg.get("job_seconds", {})
+    return (
+        f"Latest invocation: {fmt(cfg.get('invocation_wall_s', float('nan')) / 60)} min wall time (finished runs "
+        f"are skipped on resumption). Its {js.get('train_runs', 0)} training runs took {fmt(js.get('train_s', 0) / 60)} "
+        f"min and its {js.get('evals', 0)} evaluations {fmt(js.get('eval_s', 0) / 60)} min, summed single-threaded "
+        "(whichever invocation ran them; the pool runs two at a time)."
+    )
+
+
+def budget_text(cfg: dict) -> str:
+    """What the budget of a run meant, from its config JSON (so the README says exactly what was run)."""
+    b = cfg.get("budget", {})
+    train = ", ".join(f"{k}={v}" for k, v in b.get("train", {}).items())
+    return (
+        f"Budget `{b.get('name')}` on scenario `{cfg.get('scenario')}`: {b.get('total_steps')} environment steps per "
+        f"training run (sparse reward; other settings: {train or 'policies.train defaults'}), seeds "
+        f"{', '.join(map(str, b.get('seeds', [])))}, {len(cfg.get('eval_days', []))} held-out days with fixed "
+        f"arrival seeds. Learners: {', '.join(b.get('learners', []))} (studies 1-2); price volatility k in "
+        f"{b.get('price_k')} for {', '.join(b.get('price_learners', []))} trained at k = 1; model mixes "
+        f"{', '.join(b.get('model_mixes', []))} for {', '.join(b.get('model_learners', []))}; ablations "
+        f"{', '.join(b.get('ablations', []))} for {', '.join(b.get('ablation_learners', []))}; shaper W in "
+        f"{b.get('shaper_steps')}, M in {b.get('latent')}, eta in {b.get('eta')} (one changed at a time from "
+        "W = 5, M = 128, eta = 0.4). Heuristics and the oracle bound are evaluated in every setting but "
+        "sensitivity and sparsity (oracle only). `--full` (scenario `default`, "
+        f"see `policies/experiment_settings.py`) is estimated at {fmt(cfg.get('full_estimate_h', float('nan')))} h "
+        "of training on 2 CPU cores (measured seconds per step x steps / 2 workers)."
+    )
+
+
+TITLES = {
+    "convergence": "1. Convergence (sparse reward)",
+    "outcome": "2. Outcome on held-out days",
+    "prices": "3. Electricity-price fluctuation",
+    "models": "4. Model heterogeneity",
+    "ablations": "5. Ablations",
+    "sensitivity": "6. Shaper sensitivity",
+    "sparsity": "7. Investigation: how sparse the reward is",
+}
+
+
+NOTES = {
+    "convergence": "Utility of each training episode (one day, stochastic actions), smoothed over a tenth of the "
+    "episodes; mean over seeds with a 95% t-interval. The table: last quarter of training.",
+    "outcome": "Final checkpoints acting deterministically on held-out days (same days and arrival seeds for "
+    "every policy); % of oracle = mean utility / mean LP bound on those episodes. Violation rate = (late + "
+    "dropped) / (served + dropped).",
+    "prices": "Policies trained at k = 1, evaluated with p' = m + k (p - m), m each site's mean price of the day.",
+    "models": "Models reassigned to sites (per-model revenue and relative quality move with the model), GPU "
+    "pools re-sized by twin.sizing; learners trained per mix.",
+    "ablations": "No transfer and fixed 30 steps restrict the action by a wrapper (learners trained so); the "
+    "oracle bound stays the LP of the unrestricted scenario (still an upper bound, looser).",
+    "sensitivity": "One shaper setting changed at a time from W = 5, M = 128, eta = 0.4; held-out days.",
+    "sparsity": "Learners trained with the reward settled every slot period named (the scenario's own, or "
+    "once a day), evaluated on the held-out days; the oracle column is the same bound.",
+}
+
+
+def results_section(out: Path, readme_dir: Path) -> str:
+    """The generated Markdown between the README markers."""
+    loaded = {s: r for s in STUDIES if (r := load_study(out, s)) is not None}
+    if not loaded:
+        raise ReportError(f"no study results under {out}/ (run python -m policies.experiments --quick first)")
+    cur = currency(next(iter(loaded.values()))[1])
+    md = [START, "", "_Generated by `python -m policies.report` from the CSVs under "
+          f"`{os.path.relpath(out, readme_dir)}/`; do not edit by hand._", ""]  # fmt: skip
+    md += ["Produced by:", "", *provenance(loaded), "", compute_text(loaded), ""]
+    md += [budget_text(next(iter(loaded.values()))[1]), ""]
+    md += ["### What we found", "", *(f"- {line}" for line in findings(loaded)), ""]
+    for study, (table, _) in loaded.items():
+        md += [f"### {TITLES[study]}", "", NOTES[study], ""]
+        for png in sorted((out / study).glob("*.png")):
+            md += [f"![{study}]({os.path.relpath(png, readme_dir)})", ""]
+        md += [summary_table(table, cur), ""]
+        md += [f"CSV: `{os.path.relpath(out / study / f'{study}.csv', readme_dir)}`", ""]
+    md.append(END)
+    return "\n".join(md)
+
+
+def update_readme(readme: Path, out: Path) -> Path:
+    """Replace the text between the markers (adding a "## Results" heading and markers at the end if absent)."""
+    text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+    section = results_section(out, readme.resolve().parent)
+    if START in text and END in text and text.index(START) < text.index(END):
+        head, rest = text.split(START, 1)
+        text = head + section + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + ("\n\n" if text else "") + "## Results\n\n" + section + "\n"
+    return write_text_atomic(readme, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m policies.report", description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="results", help="results folder written by policies.experiments")
+    ap.add_argument("--readme", default="README.md", help="README whose results section is replaced")
+    args = ap.parse_args(argv)
+    try:
+        path = update_readme(Path(args.readme), Path(args.out))
+    except (ReportError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"results section written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

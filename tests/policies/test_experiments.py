@@ -1,0 +1,162 @@
+"""The experiment driver on the tiny scenario with a micro budget: tidy CSVs with the required columns, resumption,
+the generated README section matching the CSVs, twin variants, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from policies import experiment_settings, experiments, report
+from policies.experiment_env import EnvSpec, build_scenario, make_env, scaled_prices
+from policies.experiment_settings import Budget
+
+MICRO = Budget(
+    name="quick",
+    scenario="tiny",
+    total_steps=120,
+    seeds=(0, 1),
+    eval_days=1,
+    train={
+        "learning_starts": 72,
+        "shaping_start": 72,
+        "shaper_fit_every": 48,
+        "train_freq": 4,
+        "shaper_updates": 2,
+        "shaper_periods": 4,
+        "net_width": 16,
+        "batch_size": 16,
+        "buffer_size": 1_000,
+        "checkpoint_every": 60,
+    },
+    curve_points=4,
+    learners=("sac+diffusion", "sac"),
+    price_k=(0.5, 1.0),
+    price_learners=("sac+diffusion",),
+    model_mixes=("heterogeneous",),
+    model_learners=("sac+diffusion",),
+    ablations=("full",),
+    ablation_learners=("sac+diffusion",),
+    shaper_steps=(5,),
+    latent=(128,),
+    eta=(0.4,),  # every setting is the base run: only the four convergence runs are trained
+    settlements=("scenario",),
+)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One driver invocation over all six studies with the micro budget."""
+    tmp = tmp_path_factory.mktemp("exp")
+    mp = pytest.MonkeyPatch()
+    mp.setitem(experiment_settings.BUDGETS, "quick", MICRO)
+    readme = tmp / "README.md"
+    readme.write_text("# project\n\nintro\n", encoding="utf-8")
+    argv = ["--quick", "--workers", "1", "--no-progress", "--out", str(tmp / "results"),
+            "--runs-root", str(tmp / "runs"), "--readme", str(readme)]  # fmt: skip
+    assert experiments.main(argv) == 0
+    yield tmp, argv, mp
+    mp.undo()
+
+
+def test_every_study_writes_a_tidy_csv_with_the_required_columns(finished):
+    tmp, _, _ = finished
+    for study in experiment_settings.STUDIES:
+        table = pd.read_csv(tmp / "results" / study / f"{study}.csv")
+        assert {"study", "setting", "policy", "seed", "utility"} <= set(table.columns), study
+        assert (tmp / "results" / study / "config.json").is_file()
+        assert list((tmp / "results" / study).glob("*.png")), study
+        assert not table.duplicated(["setting", "policy", "seed"]).any(), study
+    outcome = pd.read_csv(tmp / "results" / "outcome" / "outcome.csv")
+    assert {"sac+diffusion", "sac", "oracle"} <= set(outcome.policy)
+    for col in (
+        "revenue",
+        "penalty",
+        "energy_cost",
+        "transfer_cost",
+        "violation_rate",
+        "utility_pct_of_bound",
+    ):
+        assert col in outcome.columns
+    assert np.allclose(outcome.loc[outcome.policy == "oracle", "utility_pct_of_bound"], 100.0)
+    # the oracle bounds every policy on the same held-out days
+    assert (outcome.utility <= outcome.oracle_bound + 1e-6).all()
+    prices = pd.read_csv(tmp / "results" / "prices" / "prices.csv")
+    assert set(prices.setting) == {"k=0.5", "k=1"}
+
+
+def test_a_second_invocation_skips_finished_runs(finished, monkeypatch):
+    tmp, argv, _ = finished
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr("policies.train.train", no_training)
+    monkeypatch.setattr("policies.experiments.oracle_row", no_training)
+    parts = sorted((tmp / "runs" / "eval").glob("*.csv"))
+    stamps = [p.stat().st_mtime_ns for p in parts]
+    assert experiments.main(argv) == 0
+    assert [p.stat().st_mtime_ns for p in parts] == stamps
+
+
+def test_readme_section_numbers_come_from_the_csvs(finished):
+    tmp, _, _ = finished
+    text = (tmp / "README.md").read_text(encoding="utf-8")
+    assert text.startswith("# project\n\nintro\n")
+    assert text.count("## Results") == 1 and report.START in text and report.END in text
+    outcome = pd.read_csv(tmp / "results" / "outcome" / "outcome.csv")
+    for policy in ("sac+diffusion", "oracle"):
+        mean, half, _ = report.mean_ci(outcome[outcome.policy == policy].utility)
+        cell = report.fmt(mean) + (f" ± {report.fmt(half)}" if np.isfinite(half) else "")
+        assert f"| base | {policy} |" in text and cell in text
+    pct = report.mean_ci(outcome[outcome.policy == "sac+diffusion"].utility_pct_of_bound)[0]
+    assert f"sac+diffusion {report.fmt(pct)}%" in text
+    assert ("### What we found" in text and "significant" in text) or "not testable" in text
+
+
+def test_unknown_study_is_a_one_line_error(capsys):
+    assert experiments.main(["--quick", "--only", "bogus"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown study bogus") and "\n" not in err
+
+
+def test_bad_numbers_are_one_line_errors(capsys):
+    assert experiments.main(["--quick", "--seeds", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --seeds must be >= 1, got 0"
+    assert experiments.main(["--quick", "--scenario", "nope"]) == 2
+    assert "no such scenario" in capsys.readouterr().err
+
+
+def test_price_scaling_keeps_the_daily_mean():
+    rng = np.random.default_rng(0)
+    price = rng.normal(50, 20, size=(3, 24, 2))
+    for k in (0.5, 2.0):
+        scaled = scaled_prices(price, k)
+        assert np.allclose(scaled.mean(axis=1), price.mean(axis=1))
+        assert np.allclose(scaled.std(axis=1), k * price.std(axis=1))
+
+
+def test_variants_change_what_they_say():
+    base = build_scenario(EnvSpec("tiny"))
+    rotated = build_scenario(EnvSpec("tiny", mix="rotated"))
+    assert [d.model for d in rotated.datacenters] == [d.model for d in base.datacenters][::-1]
+    assert rotated.datacenters[0].revenue_per_image == base.datacenters[1].revenue_per_image
+    assert rotated.datacenters[0].weather == base.datacenters[0].weather
+    daily = build_scenario(EnvSpec("tiny", settlement_slots=experiments.settle_slots(MICRO, "daily")))
+    assert daily.settlement_slots == daily.slots_per_episode == 96
+    assert "settlement_slots" not in EnvSpec("tiny").to_dict()  # keys of older runs stay valid
+    bare = build_scenario(EnvSpec("tiny", no_renewables=True, no_battery=True))
+    assert all(d.pv_kw == d.wind_kw == d.battery_kwh == 0 for d in bare.datacenters)
+    env = make_env(EnvSpec("tiny", no_transfer=True, fixed_steps=30))
+    env.reset(seed=0)
+    for _ in range(3):
+        _, _, _, _, info = env.step(np.ones(env.action_space.shape, dtype=np.float32))
+        assert info["transferred"] == 0 and set(info["dc"]["steps"]) == {30}
+
+
+def test_budgets_are_documented_and_distinct():
+    quick, full = experiment_settings.QUICK, experiment_settings.FULL
+    assert quick.total_steps < full.total_steps and len(quick.seeds) == 2
+    assert dataclasses.asdict(quick)["scenario"] == "tiny"
