@@ -31,22 +31,49 @@ class AgentConfig:
     (SB3: 1e6) and ``learning_starts`` (SB3: 100), which are assumed here; DRESS/paper for shaping."""
 
     learning_rate: float = 3e-4
+    """actor/critic learning rate (SB3 default)"""
     buffer_size: int = 200_000
+    """replay buffer capacity in transitions"""
     learning_starts: int = 1_000
+    """random-action steps before gradient updates begin"""
     batch_size: int = 256
+    """minibatch size of the actor/critic updates (SB3 default)"""
     gamma: float = 0.99
+    """discount factor"""
     tau: float = 0.005
+    """target-network soft update rate"""
     train_freq: int = 1
+    """env steps between updates"""
     gradient_steps: int = 1
+    """gradient steps per update"""
     net_width: int = 256
+    """width of the two hidden layers of actor and critics"""
     td3_noise: float = 0.1
+    """std of TD3's Gaussian exploration noise"""
     eta: float = 0.4
+    """weight of the shaping term in r_env + eta * r_hat (paper summary: 0.4 best)"""
     shaper_steps: int = 5
+    """denoising steps W of the diffusion shaper (paper summary: 5 best of 3, 5, 7)"""
     latent: int = 128
+    """latent size M of the diffusion shaper (paper summary: 128 best of 64, 128, 256)"""
     schedule: str = "vp"
+    """noise schedule of the diffusion shaper: vp | cosine"""
     shaper_hidden: int = 256
+    """hidden width of the shaper networks"""
     shaper_lr: float = 3e-4
+    """Adam learning rate of the shaper"""
+    shaping_start: int = 2_000
+    """env steps before the shaping term is added (assumption; DRESS uses 5000)"""
+    shaper_fit_every: int = 250
+    """refit the shaper every this many env steps"""
+    shaper_updates: int = 20
+    """shaper gradient steps per refit"""
+    shaper_periods: int = 32
+    """settlement periods per shaper batch"""
+    shaper_max_slots: int = 48
+    """slots sampled per period (randomised return decomposition beyond this)"""
     device: str = "cpu"
+    """torch device of the networks and the shaper"""
 
 
 def check_choice(kind: str, value: str, allowed) -> str:
@@ -137,14 +164,23 @@ class ShaperCallback(BaseCallback):
     def __init__(
         self,
         shaper: RewardShaper,
+        config: AgentConfig | None = None,
         *,
-        start: int = 1_000,
-        fit_every: int = 250,
-        updates: int = 50,
-        periods: int = 32,
-        max_slots: int = 64,
+        start: int | None = None,
+        fit_every: int | None = None,
+        updates: int | None = None,
+        periods: int | None = None,
+        max_slots: int | None = None,
         diag_samples: int = 1024,
     ):
+        """Settings left as None come from ``config`` (default: ``AgentConfig()``): ``start`` is its
+        ``shaping_start``, the others its ``shaper_<name>`` fields."""
+        cfg = config if config is not None else AgentConfig()
+        start = cfg.shaping_start if start is None else start
+        fit_every = cfg.shaper_fit_every if fit_every is None else fit_every
+        updates = cfg.shaper_updates if updates is None else updates
+        periods = cfg.shaper_periods if periods is None else periods
+        max_slots = cfg.shaper_max_slots if max_slots is None else max_slots
         super().__init__()
         if min(fit_every, updates, periods, max_slots) < 1:
             raise AgentError("shaper fit_every, updates, periods and max_slots must all be >= 1")

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from policies.heuristics import HEURISTICS, make_heuristic
 from policies.oracle import OracleError, OraclePolicy, OracleSolution
-from policies.policy import EpisodeResult, run_episode
+from policies.policy import EpisodeResult, episode_rates, run_episode
 from traces.atomic import write_bytes_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
 
 ORACLE = "oracle"
@@ -166,12 +166,14 @@ def eval_days(env, days: list[str], n_days: int) -> list[str]:
     return [held[i] for i in pick]
 
 
+#: The columns of ``policies.policy.episode_rates`` that a row carries.
+RATES = ("deadline_violation_rate", "drop_rate", "quality_violation_rate")
+
+
 def _rates(t: dict[str, float]) -> dict[str, float]:
-    served, arrived, load = t["served"], t["arrived"], t["load_kwh"]
+    rates, load = episode_rates(t), t["load_kwh"]
     return {
-        "deadline_violation_rate": t["late"] / served if served > 0 else float("nan"),
-        "drop_rate": t["dropped"] / arrived if arrived > 0 else float("nan"),
-        "quality_violation_rate": t["quality_violations"] / served if served > 0 else float("nan"),
+        **{k: rates[k] for k in RATES},
         "energy_kwh": load,
         "grid_kwh": t["grid_import_kwh"],
         "renewable_share": t["renewable_used_kwh"] / load if load > 0 else float("nan"),

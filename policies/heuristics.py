@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from twin.env import OBS_PER_DC, obs_index
+
 #: Production trace's dominant setting (GenTD26: num_inference_steps is mostly 30; shared/data/README.md).
 PRODUCTION_STEPS = 30
 #: Assumed: a step count "saturates" quality once it reaches this share of the model's best in the step set.
@@ -14,8 +16,8 @@ LOW_QUANTILE, HIGH_QUANTILE = 0.25, 0.75
 #: Assumed: utilisation gap (share of a DC's capacity) below which least-loaded does not pay to move jobs.
 BALANCE_SLACK = 0.1
 
-# Observation layout per DC (docs/twin-model.md §7): the indices the rules read.
-_OBS_PER_DC, _REN, _QUEUED, _ARRIVED, _PUE = 8, 3, 5, 6, 7
+# Observation layout per DC (owned by twin.env): the columns the rules read.
+_REN, _QUEUED, _ARRIVED, _PUE = (obs_index(f) for f in ("renewable", "queued", "arrived", "pue"))
 
 
 class HeuristicError(ValueError):
@@ -52,7 +54,7 @@ def relative_capacity(env) -> np.ndarray:
 
 def per_dc(obs: np.ndarray, n: int) -> np.ndarray:
     """(N, 8) view of the per-DC block of an observation."""
-    return np.asarray(obs, dtype=float)[: _OBS_PER_DC * n].reshape(n, _OBS_PER_DC)
+    return np.asarray(obs, dtype=float)[: OBS_PER_DC * n].reshape(n, OBS_PER_DC)
 
 
 def offered_load(obs: np.ndarray, n: int) -> np.ndarray:

@@ -44,7 +44,7 @@ import hashlib
 import numpy as np
 
 from policies.oracle_lp import OracleError, OracleProblem, OracleSolution, solve
-from twin import compute
+from twin import compute, energy
 
 __all__ = [
     "OracleError",
@@ -106,7 +106,7 @@ def problem_from_env(env) -> OracleProblem:
         image_energy_hi_j=e_hi,
         base_energy_j=tables.idle_w * gpu_s,
         gpu_seconds=gpu_s,
-        kwh_per_gpu_j=(1.0 + assets.host_overhead)[None, :] * ex["pue"] / 3.6e6,
+        kwh_per_gpu_j=energy.facility_kwh(1.0, assets, ex["pue"]),  # facility kWh per GPU joule
         renewable_kwh=(ex["pv_kw"] + ex["wind_kw"]) * slot_h,
         price=np.asarray(ex["price"], dtype=float),
         export_price=np.asarray(ex["export_price"], dtype=float),

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-KWH_PER_MWH = 1000.0  # prices are per MWh, energies in kWh (twin.accounting uses the same constant)
+from twin.accounting import KWH_PER_MWH, battery_settlement
+
 _ENERGY_VARS = (
     "load",
     "renew",
@@ -60,7 +61,7 @@ class OracleProblem:
     image_energy_hi_j: np.ndarray  # (N, S) most GPU joules per image above the idle floor
     base_energy_j: np.ndarray  # (N,) idle floor of the whole pool over a slot
     gpu_seconds: np.ndarray  # (N,) GPUs x slot length
-    kwh_per_gpu_j: np.ndarray  # (T, N) facility kWh per GPU joule: (1 + host overhead) x PUE / 3.6e6
+    kwh_per_gpu_j: np.ndarray  # (T, N) facility kWh per GPU joule: twin.energy.facility_kwh(1 J)
     renewable_kwh: np.ndarray
     price: np.ndarray  # currency per MWh
     export_price: np.ndarray
@@ -378,7 +379,7 @@ def _solution(p: OracleProblem, cols: _Columns, blk, x: np.ndarray, value: float
     dropped_in_day = cols.cell_t + p.max_wait <= t_n - 1
     price, xprice = p.price / KWH_PER_MWH, p.export_price / KWH_PER_MWH
     grid = energy["grid_load"] + energy["charge_grid"]
-    settle = (p.stored_init - energy["stored"][-1]) * p.eta_discharge * p.settle_price / KWH_PER_MWH
+    settle = battery_settlement(p.stored_init, energy["stored"][-1], p.eta_discharge, p.settle_price)
     per_slot = {
         "revenue": _by_slot(cols.y_t, y * img * p.revenue_per_image[o] * q, t_n),
         "penalty_late": _by_slot(cols.y_t, p.penalty_late * y * late, t_n),

@@ -8,34 +8,38 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-#: Per-slot info keys summed over an episode (money in currency, jobs in counts, energy in kWh).
-SUM_KEYS = (
-    "utility",
-    "revenue",
-    "penalty",
-    "penalty_late",
-    "penalty_quality",
-    "penalty_drop",
-    "energy_cost",
-    "battery_settlement",
-    "transfer_cost",
-    "arrived",
-    "transferred",
-    "served",
-    "served_images",
-    "late",
-    "quality_violations",
-    "dropped",
-    "load_kwh",
-    "gpu_kwh",
-    "renewable_kwh",
-    "renewable_used_kwh",
-    "battery_charge_kwh",
-    "battery_discharge_kwh",
-    "grid_import_kwh",
-    "export_kwh",
-    "curtailed_kwh",
-)
+from twin.env import FLOW_KEYS
+
+#: Per-slot info keys summed over an episode (money in currency, jobs in counts, energy in kWh): the twin's flows.
+SUM_KEYS = FLOW_KEYS
+
+
+def episode_rates(totals: dict[str, float]) -> dict[str, float]:
+    """The violation rates of an episode from its summed counters (NaN where the denominator is 0); a rate
+    whose counters are missing from ``totals`` (an env that is not the twin) is left out.
+
+    - ``deadline_violation_rate``: late jobs / served jobs.
+    - ``drop_rate``: dropped jobs / arrived jobs.
+    - ``quality_violation_rate``: jobs served below the quality floor / served jobs.
+    - ``violation_rate``: (late + dropped) / (served + dropped), a job that missed its deadline either way
+      (the training metric).
+    """
+
+    def ratio(num: float, den: float) -> float:
+        return num / den if den > 0 else float("nan")
+
+    rates = {}
+    if {"late", "served"} <= totals.keys():
+        rates["deadline_violation_rate"] = ratio(totals["late"], totals["served"])
+    if {"dropped", "arrived"} <= totals.keys():
+        rates["drop_rate"] = ratio(totals["dropped"], totals["arrived"])
+    if {"quality_violations", "served"} <= totals.keys():
+        rates["quality_violation_rate"] = ratio(totals["quality_violations"], totals["served"])
+    if {"late", "served", "dropped"} <= totals.keys():
+        rates["violation_rate"] = ratio(
+            totals["late"] + totals["dropped"], totals["served"] + totals["dropped"]
+        )
+    return rates
 
 
 @runtime_checkable

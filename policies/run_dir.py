@@ -74,19 +74,26 @@ class RunDir:
         return [p for p in self.checkpoints.iterdir() if p.is_dir() and _STEP_DIR.match(p.name)]
 
     def save_checkpoint(self, step: int, write: Callable[[Path], None], keep: int = 2) -> Path:
-        """Let ``write`` fill a temporary folder, publish it as ``step_<n>`` by rename, point ``latest`` at it."""
+        """Let ``write`` fill a temporary folder, publish it as ``step_<n>`` by rename, point ``latest`` at it.
+
+        An existing ``step_<n>`` is renamed aside (a hidden folder) before the new one takes its name and
+        deleted only after ``latest`` is written, so a crash at any point leaves the step's data on disk."""
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         final = self.checkpoints / f"step_{step:010d}"
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=self.checkpoints))
+        aside = tmp.with_name(tmp.name + ".old")
         try:
             write(tmp)
             if final.exists():
-                shutil.rmtree(final)
+                os.replace(final, aside)
             os.replace(tmp, final)
         except BaseException:
+            if aside.exists() and not final.exists():
+                os.replace(aside, final)  # put the old checkpoint back
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         write_text_atomic(self.checkpoints / LATEST_FILE, final.name + "\n")
+        shutil.rmtree(aside, ignore_errors=True)
         self.prune(keep, protect=final)
         return final
 

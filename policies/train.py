@@ -9,13 +9,13 @@ import inspect
 import itertools
 import json
 import sys
+import textwrap
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
 import gymnasium as gym
-import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import HParam
@@ -34,6 +34,7 @@ from policies.agents import (
     load_agent,
 )
 from policies.delayed import SettlementWrapper
+from policies.policy import episode_rates
 from policies.run_dir import (
     MetricsLog,
     RunDir,
@@ -47,6 +48,7 @@ from policies.run_dir import (
 )
 from policies.shapers import RewardShaper, ShaperError
 from traces.atomic import write_json_atomic
+from twin.env import FLOW_KEYS, STOCK_KEYS  # importing twin.env registers AIGCTwin-v0
 
 
 class TrainError(ValueError):
@@ -54,7 +56,10 @@ class TrainError(ValueError):
 
 
 @dataclass
-class Args:
+class Args(AgentConfig):
+    """Everything a training run takes: the agent's hyperparameters (``AgentConfig``, the one source of
+    their defaults) and the run's own settings; each field's docstring is its ``--help`` line."""
+
     algo: str = "sac"
     """scheduler algorithm: sac | td3"""
     shaping: str = "diffusion"
@@ -73,48 +78,6 @@ class Args:
     """parent folder of auto-named run directories"""
     resume: bool = False
     """continue the run in --run-dir from its latest checkpoint"""
-    eta: float = 0.4
-    """weight of the shaping term in r_env + eta * r_hat (paper summary: 0.4 best)"""
-    shaper_steps: int = 5
-    """denoising steps W of the diffusion shaper (paper summary: 5 best of 3, 5, 7)"""
-    latent: int = 128
-    """latent size M of the diffusion shaper (paper summary: 128 best of 64, 128, 256)"""
-    schedule: str = "vp"
-    """noise schedule of the diffusion shaper: vp | cosine"""
-    shaper_hidden: int = 256
-    """hidden width of the shaper networks"""
-    shaper_lr: float = 3e-4
-    """Adam learning rate of the shaper"""
-    shaping_start: int = 2_000
-    """env steps before the shaping term is added (assumption; DRESS uses 5000)"""
-    shaper_fit_every: int = 250
-    """refit the shaper every this many env steps"""
-    shaper_updates: int = 20
-    """shaper gradient steps per refit"""
-    shaper_periods: int = 32
-    """settlement periods per shaper batch"""
-    shaper_max_slots: int = 48
-    """slots sampled per period (randomised return decomposition beyond this)"""
-    learning_rate: float = 3e-4
-    """actor/critic learning rate (SB3 default)"""
-    buffer_size: int = 200_000
-    """replay buffer capacity in transitions"""
-    learning_starts: int = 1_000
-    """random-action steps before gradient updates begin"""
-    batch_size: int = 256
-    """minibatch size of the actor/critic updates (SB3 default)"""
-    gamma: float = 0.99
-    """discount factor"""
-    tau: float = 0.005
-    """target-network soft update rate"""
-    train_freq: int = 1
-    """env steps between updates"""
-    gradient_steps: int = 1
-    """gradient steps per update"""
-    net_width: int = 256
-    """width of the two hidden layers of actor and critics"""
-    td3_noise: float = 0.1
-    """std of TD3's Gaussian exploration noise"""
     checkpoint_every: int = 5_000
     """save a checkpoint every this many env steps (and at the end)"""
     keep_checkpoints: int = 2
@@ -131,8 +94,7 @@ class Args:
     """write TensorBoard logs under <run>/tb"""
 
     def agent_config(self) -> AgentConfig:
-        names = {f.name for f in fields(AgentConfig)}
-        return AgentConfig(**{k: v for k, v in asdict(self).items() if k in names})
+        return AgentConfig(**{f.name: getattr(self, f.name) for f in fields(AgentConfig)})
 
     def validate(self) -> None:
         check_choice("algorithm", self.algo, ALGOS)
@@ -147,16 +109,18 @@ class Args:
 
 
 def field_docs(cls: type) -> dict[str, str]:
-    """Attribute docstrings (a string right under a field), as CleanRL/tyro turn into --help."""
-    body = ast.parse(inspect.getsource(cls)).body[0].body
+    """Attribute docstrings (a string right under a field), as CleanRL/tyro turn into --help; a subclass's
+    own docstring of a field wins over its base class's."""
     docs = {}
-    for node, nxt in itertools.pairwise(body):
-        if (
-            isinstance(node, ast.AnnAssign)
-            and isinstance(nxt, ast.Expr)
-            and isinstance(nxt.value, ast.Constant)
-        ):
-            docs[node.target.id] = str(nxt.value.value)
+    for klass in reversed([k for k in cls.__mro__ if is_dataclass(k)]):
+        body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
+        for node, nxt in itertools.pairwise(body):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+            ):
+                docs[node.target.id] = str(nxt.value.value)
     return docs
 
 
@@ -198,7 +162,6 @@ def make_env(args: Args) -> tuple[gym.Env, dict[str, str]]:
         if args.settle_every > 0:
             env = SettlementWrapper(env, args.settle_every)
         return env, {}
-    import twin.env  # noqa: F401  (registers AIGCTwin-v0; imported late so --env-id runs need no twin data)
     from twin.scenario import ScenarioError
 
     try:
@@ -215,11 +178,13 @@ def scenario_label(args: Args) -> str:
 
 # --- callbacks -----------------------------------------------------------------------------------------------
 
-SKIP_INFO = {"settled", "reward_scale", "slot", "TimeLimit.truncated", "episode", "terminal_observation"}
+#: The rates of ``policies.policy.episode_rates`` written to metrics.csv (and re-exported from here).
+METRIC_RATES = ("violation_rate", "quality_violation_rate")
 
 
 class MetricsCallback(BaseCallback):
-    """One CSV row (and TensorBoard scalars) per finished episode: return, info terms summed, rates, losses."""
+    """One CSV row (and TensorBoard scalars) per finished episode: return, the twin's info flows summed and
+    stocks at the episode's end, rates, losses."""
 
     def __init__(
         self,
@@ -250,13 +215,10 @@ class MetricsCallback(BaseCallback):
             acc = self.sums[i]
             acc["return"] = acc.get("return", 0.0) + float(reward)
             acc["length"] = acc.get("length", 0) + 1
-            for key, value in info.items():
-                if (
-                    key not in SKIP_INFO
-                    and isinstance(value, int | float | np.number)
-                    and np.ndim(value) == 0
-                ):
-                    acc[key] = acc.get(key, 0.0) + float(value)
+            for key in FLOW_KEYS:  # an env other than the twin may carry some of them (e.g. utility)
+                if key in info:
+                    acc[key] = acc.get(key, 0.0) + float(info[key])
+            acc.update({key: float(info[key]) for key in STOCK_KEYS if key in info})  # the last slot's
             if done:
                 self.finish_episode(acc)
                 self.sums[i] = {}
@@ -273,7 +235,8 @@ class MetricsCallback(BaseCallback):
         row["sps"] = (self.num_timesteps - self.step0) / max(elapsed, 1e-9)
         row["episode_return"], row["episode_length"] = acc.pop("return"), acc.pop("length")
         row.update({f"info/{k}": v for k, v in acc.items()})
-        row.update(episode_rates(acc))
+        rates = episode_rates(acc)
+        row.update({k: rates[k] for k in METRIC_RATES if k in rates})
         row.update({f"losses/{k.split('/', 1)[1]}": v for k, v in self.losses.items()})
         if self.shaper_cb is not None:
             row.update({f"shaper/{k}": v for k, v in self.shaper_cb.last.items()})
@@ -282,19 +245,6 @@ class MetricsCallback(BaseCallback):
                 self.logger.record(f"charts/{key.replace('info/', '')}", row[key])
         self.log.append(row)
         self.log.flush()
-
-
-def episode_rates(acc: dict[str, float]) -> dict[str, float]:
-    """Deadline-violation rate (late + dropped jobs over jobs served or dropped) and quality-violation rate."""
-    rates = {}
-    if {"late", "served", "dropped"} <= acc.keys():
-        done = acc["served"] + acc["dropped"]
-        rates["violation_rate"] = (acc["late"] + acc["dropped"]) / done if done else float("nan")
-        if "quality_violations" in acc:
-            rates["quality_violation_rate"] = (
-                acc["quality_violations"] / acc["served"] if acc["served"] else float("nan")
-            )
-    return rates
 
 
 class CheckpointCallback(BaseCallback):
@@ -428,14 +378,7 @@ def train(args: Args, explicit: set[str] | None = None) -> Path:
 def build_callbacks(args: Args, run: RunDir, shaper, log: MetricsLog, state: dict) -> list[BaseCallback]:
     shaper_cb = None
     if shaper is not None:
-        shaper_cb = ShaperCallback(
-            shaper,
-            start=args.shaping_start,
-            fit_every=args.shaper_fit_every,
-            updates=args.shaper_updates,
-            periods=args.shaper_periods,
-            max_slots=args.shaper_max_slots,
-        )
+        shaper_cb = ShaperCallback(shaper, args.agent_config())
         shaper_cb.n_fits = state["shaper_fits"]
     metrics_cb = MetricsCallback(log, shaper_cb, episodes=state["episodes"], hparams=asdict(args))
     ckpt_cb = CheckpointCallback(run, args, shaper, shaper_cb, metrics_cb, keep=args.keep_checkpoints)

@@ -29,9 +29,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -40,7 +38,7 @@ import pandas as pd
 from scipy import optimize, special
 from tqdm import tqdm
 
-from traces.atomic import write_json_atomic
+from traces.atomic import write_bytes_atomic, write_json_atomic
 from traces.data_paths import partiprompts_tsv
 
 #: The committed fit of the GenTD26 trace.
@@ -514,19 +512,6 @@ def sample_prompt_lengths(params: WorkloadParams, rng: np.random.Generator, n: i
 # ------------------------------------------------------------------------------------------- plot and CLI
 
 
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def plot_fit(params: WorkloadParams, trace: str | Path, out: str | Path) -> Path:
     """A PNG: diurnal profile, slot-count distribution, daily totals, images and steps (trace vs model)."""
     import matplotlib
@@ -570,7 +555,7 @@ def plot_fit(params: WorkloadParams, trace: str | Path, out: str | Path) -> Path
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
-    _write_bytes_atomic(Path(out), buf.getvalue())
+    write_bytes_atomic(Path(out), buf.getvalue())
     return Path(out)
 
 

@@ -7,7 +7,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-KWH_PER_MWH = 1000.0
+KWH_PER_MWH = 1000.0  # prices are per MWh, energies in kWh
+
+
+def battery_settlement(initial_kwh, final_kwh, eta_discharge, mean_price):
+    """Value (currency) of the stored energy used up over the episode, paid on its last slot: the change of
+    stored energy, as delivered through the discharge efficiency, at the episode's mean price per MWh."""
+    return (initial_kwh - final_kwh) * eta_discharge * mean_price / KWH_PER_MWH
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-J_PER_KWH = 3.6e6
+from twin.energy import J_PER_KWH as J_PER_KWH  # re-exported: twin.energy owns the unit
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-J_PER_KWH = 3.6e6
+J_PER_KWH = 3.6e6  # joules per kWh: the one definition (twin.compute re-exports it)
+W_PER_KW = 1000.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,12 @@ class EnergyAssets:
 def pue(assets: EnergyAssets, temperature_c: np.ndarray) -> np.ndarray:
     """Power usage effectiveness: a base value plus a linear rise above a reference outdoor temperature."""
     return assets.pue_base + assets.pue_slope_per_c * np.maximum(temperature_c - assets.pue_ref_c, 0.0)
+
+
+def it_peak_kw(gpus, call_energy_j, call_latency_s, host_overhead):
+    """IT peak power (kW) of a pool of ``gpus`` GPUs running back-to-back pipeline calls of the given energy
+    and latency, plus the host (non-GPU server) overhead; works on scalars and arrays alike."""
+    return gpus * (call_energy_j / call_latency_s) * (1 + host_overhead) / W_PER_KW
 
 
 def facility_kwh(gpu_j: np.ndarray, assets: EnergyAssets, pue_now: np.ndarray) -> np.ndarray:

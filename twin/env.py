@@ -18,8 +18,35 @@ from twin.scenario import REWARD_MODES, Scenario, ScenarioError, load_scenario, 
 
 ENV_ID = "AIGCTwin-v0"
 OBS_BOUND = 10.0  # observations are clipped to [-OBS_BOUND, OBS_BOUND]
-OBS_PER_DC = 8
-OBS_GLOBAL = 3
+#: Observation fields per DC, in order (docs/twin-model.md §7): prices now, next 1 h and 4 h (per
+#: ``price_scale``), renewables per IT peak, battery SoC, queued and arrived images per slot capacity, PUE - 1.
+OBS_FIELDS = ("price", "price_1h", "price_4h", "renewable", "soc", "queued", "arrived", "pue")
+#: Global observation fields after the N per-DC blocks: time of day as sin and cos, fraction of the day elapsed.
+OBS_GLOBAL_FIELDS = ("time_sin", "time_cos", "day_fraction")
+OBS_PER_DC = len(OBS_FIELDS)
+OBS_GLOBAL = len(OBS_GLOBAL_FIELDS)
+
+
+def obs_index(name: str) -> int:
+    """Column of the per-DC field ``name`` in the observation reshaped to (N, OBS_PER_DC)."""
+    return OBS_FIELDS.index(name)
+
+
+# The exogenous fields, precomputed once per episode in this order (``_episode_arrays``).
+_OBS_STATIC = ("price", "price_1h", "price_4h", "renewable", "pue")
+_OBS_STATIC_INDEX = [obs_index(f) for f in _OBS_STATIC]
+
+#: Scalar ``info`` keys that are flows over the slot (money, job counts, kWh): an episode's total is their sum.
+FLOW_KEYS = (
+    "revenue", "penalty", "penalty_late", "penalty_quality", "penalty_drop", "energy_cost",
+    "battery_settlement", "transfer_cost", "utility", "arrived", "transferred", "served", "served_images",
+    "late", "quality_violations", "dropped", "gpu_kwh", "load_kwh", "renewable_kwh", "renewable_used_kwh",
+    "battery_charge_kwh", "battery_discharge_kwh", "grid_import_kwh", "export_kwh", "curtailed_kwh",
+)  # fmt: skip
+#: Scalar ``info`` keys that are stocks at the end of the slot: summing them over slots means nothing.
+STOCK_KEYS = ("queued",)
+#: Scalar ``info`` keys that label the slot (neither flow nor stock).
+LABEL_KEYS = ("slot", "day", "settled", "reward_scale")
 
 
 class ActionError(ValueError):
@@ -142,8 +169,12 @@ class AIGCTwinEnv(gym.Env):
         last = (self.tables.batch > 0).sum(axis=1) - 1
         # Normalisers: images per slot at the reference step count and the largest batch; IT peak power.
         self.capacity_ref = self.tables.capacity_images(np.full(self.n_dc, ref), self.slot_s)[rows, last]
-        peak_w = self.tables.energy_j[rows, ref, last] / self.tables.lat_s[rows, ref, last]
-        self.it_peak_kw = self.tables.gpus * peak_w * (1 + self.assets.host_overhead) / 1000.0
+        self.it_peak_kw = energy.it_peak_kw(
+            self.tables.gpus,
+            self.tables.energy_j[rows, ref, last],
+            self.tables.lat_s[rows, ref, last],
+            self.assets.host_overhead,
+        )
         # Stored energy / capacity is the SoC; a DC without a battery reads 0 (stored is 0 there too).
         self._battery_norm = np.where(self.assets.battery_kwh > 0, self.assets.battery_kwh, 1.0)
 
@@ -164,7 +195,7 @@ class AIGCTwinEnv(gym.Env):
         per_hour = max(round(3600 / self.slot_s), 1)
         scaled = price / self.scenario.price_scale
         ren = (d.pv_kw[day] + d.wind_kw[day]) / np.maximum(self.it_peak_kw, 1e-9)
-        # The exogenous part of every observation of the day, (T, N, 5), computed once per episode.
+        # The exogenous part of every observation of the day, (T, N, 5) in _OBS_STATIC order, computed once.
         static = np.stack(
             [scaled, _ahead_mean(scaled, per_hour), _ahead_mean(scaled, 4 * per_hour), ren, pue - 1], 2
         )
@@ -264,8 +295,12 @@ class AIGCTwinEnv(gym.Env):
         last = t + 1 == self.slots
         settle_batt = np.zeros(self.n_dc)
         if last:  # stored energy used up over the day is paid for at the day's mean price
-            used = self.assets.initial_energy_kwh() - en.soc_kwh
-            settle_batt = used * self.assets.eta_discharge * ex["price"].mean(axis=0) / 1000.0
+            settle_batt = accounting.battery_settlement(
+                self.assets.initial_energy_kwh(),
+                en.soc_kwh,
+                self.assets.eta_discharge,
+                ex["price"].mean(axis=0),
+            )
         money = accounting.slot_money(
             self.tariffs, comp.served, comp.late, comp.dropped, comp.transfers, comp.quality, self.images,
             en.grid_import, en.export, ex["price"][t], ex["export_price"][t], settle_batt,
@@ -291,10 +326,10 @@ class AIGCTwinEnv(gym.Env):
     def _observation(self) -> np.ndarray:
         t = min(self._t, self.slots - 1)
         per_dc = np.empty((self.n_dc, OBS_PER_DC))
-        per_dc[:, [0, 1, 2, 3, 7]] = self._ex["_obs_static"][t]
-        per_dc[:, 4] = self._stored / self._battery_norm
-        per_dc[:, 5] = np.einsum("iako,k->i", self._queue, self.images) / self.capacity_ref
-        per_dc[:, 6] = self._last_images / self.capacity_ref
+        per_dc[:, _OBS_STATIC_INDEX] = self._ex["_obs_static"][t]
+        per_dc[:, obs_index("soc")] = self._stored / self._battery_norm
+        per_dc[:, obs_index("queued")] = np.einsum("iako,k->i", self._queue, self.images) / self.capacity_ref
+        per_dc[:, obs_index("arrived")] = self._last_images / self.capacity_ref
         phase = 2 * np.pi * self._t / self.slots
         glob = (np.sin(phase), np.cos(phase), self._t / self.slots)
         obs = np.concatenate([per_dc.reshape(-1), glob])
@@ -320,7 +355,7 @@ class AIGCTwinEnv(gym.Env):
             ),
             "dropped": int(comp.dropped.sum()),
             "queued": int(comp.queue.sum()),
-            "gpu_kwh": float(comp.gpu_j.sum() / compute.J_PER_KWH),
+            "gpu_kwh": float(comp.gpu_j.sum() / energy.J_PER_KWH),
             "load_kwh": float(en.load.sum()),
             "renewable_kwh": float(en.renewable.sum()),
             "renewable_used_kwh": float(en.renewable_used.sum()),
@@ -345,7 +380,7 @@ class AIGCTwinEnv(gym.Env):
             "batch": comp.batch,
             "quality": comp.quality,
             "utilisation": comp.utilisation,
-            "gpu_kwh": comp.gpu_j / compute.J_PER_KWH,
+            "gpu_kwh": comp.gpu_j / energy.J_PER_KWH,
             "load_kwh": en.load,
             "renewable_kwh": en.renewable,
             "renewable_used_kwh": en.renewable_used,

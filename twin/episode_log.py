@@ -11,13 +11,10 @@ import numpy as np
 import pandas as pd
 
 from traces.atomic import write_csv_atomic
+from twin.env import FLOW_KEYS, STOCK_KEYS
 
-#: Scalar info keys copied as they are.
-SCALARS = (
-    "slot", "day", "revenue", "penalty", "penalty_late", "penalty_quality", "penalty_drop", "energy_cost",
-    "battery_settlement", "transfer_cost", "utility", "settled", "arrived", "transferred", "served", "late",
-    "quality_violations", "dropped", "queued", "load_kwh", "grid_import_kwh", "renewable_kwh", "export_kwh",
-)  # fmt: skip
+#: Scalar info keys copied as they are: the slot's labels, its flows and the stocks after it.
+SCALARS = ("slot", "day", "settled", *FLOW_KEYS, *STOCK_KEYS)
 #: Per-DC info keys, written as ``<key>__<dc name>``.
 PER_DC = (
     "price", "steps", "batch", "utilisation", "quality", "arrived", "served", "late", "dropped", "queued",

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from traces.atomic import write_json_atomic
+from traces.atomic import write_bytes_atomic, write_json_atomic
 from twin.episode_log import rollout
 from twin.scenario import ScenarioError
 
@@ -51,21 +51,6 @@ def plot_log(frame: pd.DataFrame, dc_names: list[str], slot_s: int, title: str) 
     return buf.getvalue()
 
 
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m twin.plot_day", description=__doc__.splitlines()[0])
     ap.add_argument("--scenario", default="default", help="bundled scenario name or TOML path")
@@ -94,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     names = [d.name for d in env.scenario.datacenters]
     day = frame["day"].iloc[0]
     title = f"{env.scenario.name}: {day}, policy {args.policy}, utility {frame['utility'].sum():.2f} {env.scenario.money.currency}"
-    _write_bytes_atomic(out / "day.png", plot_log(frame, names, env.scenario.slot_s, title))
+    write_bytes_atomic(out / "day.png", plot_log(frame, names, env.scenario.slot_s, title))
     log.save(out / "episode.csv")
     env.scenario.dump(out / "scenario.toml")
     totals = {

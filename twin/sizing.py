@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 
+from twin import energy
 from twin.scenario import Scenario, ScenarioError, load_scenario
 
 #: Sizing rules used for the bundled scenarios (assumptions, documented in twin/scenarios/default.toml).
@@ -38,7 +39,7 @@ def sizing_table(scenario: Scenario, cards: list | None = None, params=None) -> 
         per_gpu = b / lat  # images/s of one GPU at the largest batch
         mean_img_s = per_s * dc.arrival_share * mean_images
         peak_img_s = mean_img_s * max(params.hour_factors)
-        it_peak_kw = dc.gpus * en / lat * (1 + dc.host_overhead) / 1000.0
+        it_peak_kw = energy.it_peak_kw(dc.gpus, en, lat, dc.host_overhead)
         rows.append(
             {
                 "dc": dc.name,
