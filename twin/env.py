@@ -101,7 +101,7 @@ class AIGCTwinEnv(gym.Env):
     card per DC; default: ``twin.cards.find_card``).
 
     ## Version History
-    * v0: first version.
+    * v0: first version (transfer share = max(0, v), so an action of 0 keeps jobs local).
     """
 
     metadata: ClassVar[dict] = {"render_modes": []}
@@ -232,7 +232,7 @@ class AIGCTwinEnv(gym.Env):
             raise ActionError(f"battery must be {n} set points in [-1, 1], got {bt.tolist()}")
         idx = np.searchsorted(self.step_set, st)
         span = max(len(self.step_set) - 1, 1)
-        parts = [2 * tr[off] - 1, 2 * idx / span - 1, bt]
+        parts = [tr[off], 2 * idx / span - 1, bt]
         return np.clip(np.concatenate(parts), -1, 1).astype(np.float32)
 
     def decode_action(self, action: Any) -> Decision:
@@ -247,7 +247,9 @@ class AIGCTwinEnv(gym.Env):
         m = n * (n - 1)
         off = self._off
         tr = np.zeros((n, n))
-        tr[off] = (a[:m] + 1) / 2
+        # share = max(0, v): the middle of the range (an untrained actor's output) keeps jobs local, and
+        # half of the range means "transfer nothing" so local service is easy to learn and to hold.
+        tr[off] = np.maximum(a[:m], 0.0)
         tr /= np.maximum(tr.sum(axis=1, keepdims=True), 1.0)  # ask for more than all: scaled down
         tr[~off] = 1.0 - tr.sum(axis=1)
         idx = np.rint((a[m : m + n] + 1) / 2 * (len(self.step_set) - 1)).astype(np.int64)
