@@ -439,10 +439,16 @@ def convergence_summary(curves: pd.DataFrame, tail: float = 0.25) -> pd.DataFram
 
 
 def git_commit() -> str:
-    """HEAD's hash, with ``+dirty`` when the working tree has uncommitted changes."""
+    """HEAD's hash, with ``+dirty`` when the code has uncommitted changes (the experiments' own outputs,
+    ``results/`` and the README they regenerate, do not count: a run rewrites them as it goes)."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", ".", ":!results", ":!README.md"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
