@@ -111,8 +111,9 @@ def load_trained(path: str | Path, scenario_name: str) -> TrainedPolicy:
 
     run = RunDir(path)
     cfg = run.load_config()
+    # A scenario may be named ("default") or given as a TOML path: compare like with like.
     trained_on = Path(str(cfg.get("scenario", ""))).stem
-    if cfg.get("env_id") or trained_on != scenario_name:
+    if cfg.get("env_id") or trained_on != Path(scenario_name).stem:
         raise EvaluateError(
             f"{path}: trained on {cfg.get('env_id') or trained_on!r}, not on scenario {scenario_name!r}"
         )
