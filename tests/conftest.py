@@ -18,3 +18,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op torch thread for the test: on a shared 2-core CI machine more threads spin against each
+    other (measured here: the tiny pipeline ran 3-5x slower with 2 threads under load than with 1). Torch is
+    imported only by the tests that ask for this, so twin and traces tests stay torch-free."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -15,14 +15,8 @@ from policies.shapers import DiffusionShaper, MLPShaper, PeriodBatch, PotentialS
 from policies.shapers.base import pearson
 from policies.shapers.diffusion import beta_schedule
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a busy 2-core CI box, OpenMP threads spin against each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# One torch thread per test (fixture in tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 OBS, ACT = 3, 2

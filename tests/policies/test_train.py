@@ -15,14 +15,8 @@ from policies.agents import AgentConfig, ShaperCallback, build_agent
 from policies.delayed import SettlementWrapper
 from policies.train import main
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a busy 2-core CI box, OpenMP threads spin against each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# One torch thread per test (fixture in tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # Tiny networks and short runs: the point is to exercise every code path, not to learn.

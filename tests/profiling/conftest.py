@@ -54,10 +54,5 @@ def tiny_pipeline_dir(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core CI machine more threads spin against each other (measured here:
-    the tiny pipeline ran 3-5x slower with 2 threads under load than with 1)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _profiling_one_thread(one_torch_thread):
+    """Every profiling test runs with one torch thread (``one_torch_thread`` in tests/conftest.py)."""
