@@ -97,7 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-clip", action="store_true", help="do not compute the CLIP score")
     p.add_argument("--allow-no-energy", action="store_true", help="run without NVML (energy left empty)")
     p.add_argument("--force", action="store_true", help="re-measure points already in the trace")
-    p.add_argument("--max-time-s", type=float, help="start no new point after this many seconds (resumable)")
+    p.add_argument(
+        "--max-time-s",
+        type=float,
+        help="start no point predicted to end after this many seconds of sweeping (resumable)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 

@@ -231,9 +231,9 @@ def run_session(args: argparse.Namespace, command: str) -> int:
     write_json_atomic(sidecar_path(out), {**meta, "runs": runs})
     try:
         result = Sweep(pipe, monitor, cfg, out, scorer).run(progress=not args.no_progress)
-    finally:
+    finally:  # an interrupted run's sidecar gets its ranges too: its points are in the trace
         monitor.close()
-    write_json_atomic(sidecar_path(out), {**meta, **state_ranges(load_existing(out)), "runs": runs})
+        write_json_atomic(sidecar_path(out), {**meta, **state_ranges(load_existing(out)), "runs": runs})
     report(result, out, args.mode)
     return 0
 

@@ -138,6 +138,15 @@ def energy_fields(w: Window, n_images: int) -> dict[str, Any]:
     }
 
 
+def predicted_point_s(last: tuple[int, float] | None, steps: int) -> float:
+    """Seconds the next point of a batch size should take: its last point's time scaled by the step count (a
+    call's cost is about linear in steps; the window is at least that long). 0 when the batch is new."""
+    if last is None:
+        return 0.0
+    last_steps, seconds = last
+    return seconds * max(1.0, steps / last_steps)
+
+
 class Sweep:
     """Runs the grid of one model in one mode; the trace at ``out`` is rewritten after every point."""
 
@@ -193,22 +202,28 @@ class Sweep:
         return {"clip_score_mean": mean, "clip_score_std": std, "clip_model": self.scorer.name}
 
     def run(self, progress: bool = True) -> SweepResult:
-        """Measure every point not yet in the trace (all with ``force``); OOM stops larger batches of a step."""
+        """Measure every point not yet in the trace (all with ``force``); OOM stops larger batches of a step; with
+        ``max_time_s``, no point starts that is predicted (``predicted_point_s``) to end after it."""
         res = SweepResult(frame=load_existing(self.out))
         done = set() if self.cfg.force else measured_keys(res.frame)
         grid = [(s, b) for s in self.cfg.steps for b in self.cfg.batches]
         start = time.perf_counter()
         bar = tqdm(grid, desc=f"{self.cfg.model} {self.cfg.mode}", unit="pt", disable=not progress)
         oom_at: dict[int, int] = {}  # steps -> smallest batch that ran out of memory
+        took: dict[int, tuple[int, float]] = {}  # batch -> (steps, seconds) of its last measured point
         for i, (steps, batch) in enumerate(bar):
             bar.set_postfix(steps=steps, batch=batch)
             if self.cfg.key(steps, batch) in done:
                 res.skipped += 1
                 continue
-            if self.cfg.max_time_s is not None and time.perf_counter() - start > self.cfg.max_time_s:
-                res.left = len(grid) - i
-                break
+            if self.cfg.max_time_s is not None:
+                expected = time.perf_counter() - start + predicted_point_s(took.get(batch), steps)
+                if expected > self.cfg.max_time_s:
+                    res.left = len(grid) - i
+                    break
+            t0 = time.perf_counter()
             row = self._point(steps, batch, oom_at)
+            took[batch] = (steps, time.perf_counter() - t0)
             res.oom += row["status"] == "oom"
             res.measured += 1
             res.frame = upsert(res.frame, row)

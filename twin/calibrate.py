@@ -183,7 +183,7 @@ def measured_quality(frame: Any, trace: Path, sidecar: dict) -> dict | None:
     clip_model = ",".join(sorted(set(scored["clip_model"].dropna().astype(str)))) or "unrecorded CLIP model"
     return quality_block(
         points,
-        f"measured: {trace} (weights {sidecar['weights']}, prompts {sidecar.get('prompt_set')})",
+        f"measured: {shown(trace)} (weights {sidecar['weights']}, prompts {sidecar.get('prompt_set')})",
         f"CLIP score ({clip_model}), mean over batch sizes per step count",
         ["outside data_steps the curve is an extrapolation of the chosen form, not data"],
     )
@@ -398,6 +398,14 @@ def build_cited_cards(out_dir: Path, plots: bool) -> list[Path]:
 # --- measured traces ----------------------------------------------------------------------------------------
 
 
+def shown(path: Path) -> str:
+    """A path as a card records it: relative to the repository when inside it, so cards do not name a checkout."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
 def find_traces(traces_dir: Path) -> list[Path]:
     """Profile traces laid out as ``<traces_dir>/<gpu-slug>/<model>.csv``."""
     return sorted(p for p in Path(traces_dir).glob("*/*.csv") if p.is_file())
@@ -423,7 +431,7 @@ def _measured_card(
     scheduler, resolution = counts.index[0]
     rows = frame[(frame["scheduler"] == scheduler) & (frame["resolution"] == resolution)]
     model, mode, gpu = str(rows["model"].iloc[0]), str(rows["mode"].iloc[0]), trace.parent.name
-    where = f"{trace} [{mode}]"
+    where = f"{shown(trace)} [{mode}]"
     is_out = rows["steps"].isin(list(heldout)).to_numpy()
     s, b = rows["steps"].to_numpy(float), rows["batch"].to_numpy(float)
     lat = rows["latency_batch_mean_s"].to_numpy(float)
@@ -439,6 +447,7 @@ def _measured_card(
         raise CalibrationError(f"{where}: {exc}") from None
     quality = measured_quality(rows, trace, sidecar) or cited_quality(model)
     idle = rows["idle_power_w"].dropna()
+    idle_note = f"measured: median idle_power_w of {shown(trace)}" if len(idle) else "not measured"
     assumptions = [n for n in quality["notes"] if n.startswith("assumed")]
     if lat_fit.single_batch:
         assumptions.append("one batch size measured: cost assumed proportional to batch (per-image constant)")
@@ -450,14 +459,14 @@ def _measured_card(
         "resolution": int(resolution),
         "basis": "measured",
         "sources": {
-            "latency_energy": f"{trace} ({sidecar['gpu_name']}, weights {sidecar['weights']}, {sidecar['date']})",
+            "latency_energy": f"{shown(trace)} ({sidecar['gpu_name']}, weights {sidecar['weights']}, {sidecar['date']})",
             "quality": quality["source"],
         },
         "latency_s": _cost_block(lat_fit),
         "energy_j": {**_cost_block(en_fit), "basis": "gross"},
         "batch_sizes": sorted(int(v) for v in rows["batch"].unique()),
         "idle_power_w": _sig(float(idle.median())) if len(idle) else None,
-        "idle_power_source": f"measured: median idle_power_w of {trace}" if len(idle) else "not measured",
+        "idle_power_source": idle_note,
         "quality": quality,
         "fit": {
             "heldout_steps": sorted(int(v) for v in set(heldout) & set(rows["steps"].astype(int))),
@@ -599,7 +608,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     config = {
         "command": "python -m twin.calibrate " + " ".join(sys.argv[1:] if argv is None else argv),
-        "traces": None if args.cited else str(args.traces),
+        "traces": None if args.cited else shown(args.traces),
         "heldout_steps": list(args.heldout_steps),
         "cards": [p.name for p in written],
     }

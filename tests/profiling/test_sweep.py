@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from profiling.energy import NoEnergyMonitor, Window
-from profiling.sweep import Sweep, SweepConfig, energy_fields, latency_stats
+from profiling.sweep import Sweep, SweepConfig, energy_fields, latency_stats, predicted_point_s
 from traces.profile_schema import read_profile
 
 
@@ -54,6 +54,22 @@ def test_time_budget_stops_before_new_points(tmp_path):
     res = Sweep(FakePipe(), NoEnergyMonitor(), cfg, tmp_path / "t.csv").run(progress=False)
     assert res.measured == 1 and res.left == 3
     assert len(read_profile(tmp_path / "t.csv")) == 1
+
+
+def test_a_point_predicted_to_overrun_the_budget_is_not_started(tmp_path):
+    # Steps 1 then 40 at one batch: the 1-step point takes ~0.2 s (its window), so 40 steps are predicted at ~8 s,
+    # past a 2 s budget that has not been spent yet; a plain "budget spent?" check would have started it.
+    cfg = config(steps=[1, 40], batches=[1], min_window_s=0.2, min_repeats=1, warmup=0, max_time_s=2.0)
+    t0 = time.perf_counter()
+    res = Sweep(FakePipe(per_step_s=0.05), NoEnergyMonitor(), cfg, tmp_path / "t.csv").run(progress=False)
+    assert res.measured == 1 and res.left == 1
+    assert time.perf_counter() - t0 < 2.0
+
+
+def test_predicted_point_s_scales_with_steps_only_upwards():
+    assert predicted_point_s(None, 50) == 0.0  # a new batch size: nothing to go by
+    assert predicted_point_s((10, 3.0), 20) == pytest.approx(6.0)
+    assert predicted_point_s((10, 3.0), 5) == pytest.approx(3.0)  # the window keeps short points as long
 
 
 def test_latency_stats():

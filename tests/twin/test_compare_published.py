@@ -1,0 +1,43 @@
+"""The measured-vs-published table: one row per cited point with a measured counterpart, ratios from both sides."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from twin.calibrate import DEFAULT_TRACES
+from twin.cards import CARDS_DIR
+from twin.compare_published import compare, main
+from twin.cited import COSTS
+
+pytestmark = pytest.mark.skipif(not (DEFAULT_TRACES / "h100").is_dir(), reason="no committed H100 traces")
+
+
+def test_every_cited_point_of_a_traced_model_gets_a_row_with_its_ratios():
+    rows = compare(DEFAULT_TRACES, CARDS_DIR)
+    cited_points = sum(len(c.steps) + (c.big_batch is not None) for c in COSTS.values())
+    assert len(rows) == cited_points  # all four cited models have an H100 trace
+    sdxl_b8 = next(r for r in rows if r.startswith("| sdxl | 8 | 50 |")).split("|")
+    published, measured, speed_up = (
+        float(sdxl_b8[5]),
+        float(sdxl_b8[6]),
+        float(sdxl_b8[7].strip().rstrip("x")),
+    )
+    assert speed_up == pytest.approx(published / measured, abs=0.01)
+    assert "trace row" in sdxl_b8[11]
+    assert "card fit" in next(
+        r for r in rows if r.startswith("| sd3.5-medium | 1 | 28 |")
+    )  # 28 steps not traced
+
+
+def test_a_trace_without_its_card_skips_the_points_it_lacks(tmp_path):
+    shutil.copytree(DEFAULT_TRACES / "h100", tmp_path / "h100")
+    rows = compare(tmp_path, tmp_path / "no-cards")
+    assert not any(r.startswith("| sd3.5-medium") for r in rows)  # only the card could give 28 steps
+    assert any(r.startswith("| sd-1.5 | 8 | 50 |") for r in rows)
+
+
+def test_missing_traces_folder_is_a_one_line_error(tmp_path, capsys):
+    assert main(["--traces", str(tmp_path / "absent")]) == 2
+    assert capsys.readouterr().err.startswith("error: no traces folder")

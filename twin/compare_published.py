@@ -1,0 +1,118 @@
+"""Measured traces against the published figures the cited cards came from: ``python -m twin.compare_published``.
+
+For every cited point (``twin.cited.COSTS``: ML.ENERGY latency and GPU energy per image) with a measured trace of
+the same model, prints one Markdown row: the published number, the measured one at the same steps and batch (the
+trace's row where it exists, else the measured card's fit, labelled as such) and their ratio. Both sides are
+gross GPU energy (idle floor included while busy). The harnesses differ (real weights, prompts, GPU, power limit),
+so the ratio is a sanity check of the traces, not a calibration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from traces.profile_schema import TraceSchemaError, read_profile
+from twin.calibrate import DEFAULT_TRACES, shown
+from twin.cards import CARDS_DIR, CardError, card_filename, load_card
+from twin.cited import COSTS, CitedCost
+
+HEADER = (
+    "| model | batch | steps | published (GPU) | s / image published | s / image measured | speed-up "
+    "| J / image published | J / image measured | energy ratio | measured from |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def _cited_points(cost: CitedCost) -> list[tuple[int, int, float, float]]:
+    """(batch, steps, s/image, J/image) of one cited cost."""
+    points = [
+        (1, s, lat, e)
+        for s, lat, e in zip(cost.steps, cost.latency_image_s, cost.energy_image_j, strict=True)
+    ]
+    if cost.big_batch is not None:
+        points.append(
+            (
+                cost.big_batch,
+                cost.big_batch_steps,
+                cost.big_batch_latency_image_s,
+                cost.big_batch_energy_image_j,
+            )
+        )
+    return points
+
+
+def _measured(
+    frame: pd.DataFrame, card_path: Path, batch: int, steps: int
+) -> tuple[float, float, str] | None:
+    """Per-image latency and energy of the trace at (batch, steps), else of the measured card's fit."""
+    row = frame[(frame["batch"] == batch) & (frame["steps"] == steps) & (frame["status"] == "ok")]
+    if len(row):
+        r = row.iloc[0]
+        return float(r["latency_image_mean_s"]), float(r["energy_image_j"]), "trace row"
+    if not card_path.exists() or batch not in load_card(card_path).batch_sizes:
+        return None
+    card = load_card(card_path)
+    return float(card.image_latency_s(steps, batch)), float(card.image_energy_j(steps, batch)), "card fit"
+
+
+def compare(traces_dir: Path, cards_dir: Path, mode: str = "eager") -> list[str]:
+    """The table's rows, one per cited point whose model has a measured trace under ``traces_dir``."""
+    rows = []
+    for gpu_dir in sorted(p for p in Path(traces_dir).iterdir() if p.is_dir()):
+        for model, cost in COSTS.items():
+            trace = gpu_dir / f"{model}.csv"
+            if not trace.exists():
+                continue
+            frame = read_profile(trace)
+            frame = frame[frame["mode"] == mode]
+            card_path = Path(cards_dir) / card_filename(gpu_dir.name, model, mode)
+            for batch, steps, lat, energy in _cited_points(cost):
+                got = _measured(frame, card_path, batch, steps)
+                if got is None:
+                    continue
+                m_lat, m_e, how = got
+                rows.append(
+                    f"| {model} | {batch} | {steps} | {cost.gpu} | {lat:.3f} | {m_lat:.3f} | {lat / m_lat:.2f}x "
+                    f"| {energy:.0f} | {m_e:.0f} | {m_e / energy:.2f} | {gpu_dir.name} {mode} {how} |"
+                )
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m twin.compare_published", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--traces", type=Path, default=DEFAULT_TRACES, help="folder of <gpu>/<model>.csv traces"
+    )
+    parser.add_argument("--cards", type=Path, default=CARDS_DIR, help="folder of the measured cards")
+    parser.add_argument(
+        "--mode", default="eager", help="execution mode of the traces to compare (default eager)"
+    )
+    args = parser.parse_args(argv)
+    if not args.traces.is_dir():
+        print(f"error: no traces folder at {args.traces}", file=sys.stderr)
+        return 2
+    try:
+        rows = compare(args.traces, args.cards, args.mode)
+    except (TraceSchemaError, CardError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not rows:
+        print(
+            f"error: no measured trace under {shown(args.traces)} has a published counterpart",
+            file=sys.stderr,
+        )
+        return 2
+    print(HEADER)
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
