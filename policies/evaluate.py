@@ -4,10 +4,12 @@ fixed seeds: ``python -m policies.evaluate --help``; writes one tidy CSV, a Mark
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -17,6 +19,9 @@ from policies.heuristics import HEURISTICS, make_heuristic
 from policies.oracle import OracleError, OraclePolicy, OracleSolution
 from policies.policy import EpisodeResult, episode_rates, run_episode
 from traces.atomic import write_bytes_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
+
+if TYPE_CHECKING:
+    from twin.scenario import Scenario
 
 ORACLE = "oracle"
 ORACLE_REPLAY = "oracle-replay"
@@ -102,8 +107,9 @@ class TrainedPolicy:
         return np.asarray(action, dtype=np.float32)
 
 
-def load_trained(path: str | Path, scenario_name: str) -> TrainedPolicy:
-    """The latest checkpoint of a ``policies.train`` run directory, named ``algo+shaping``."""
+def load_trained(path: str | Path, scenario: str | Scenario) -> TrainedPolicy:
+    """The latest checkpoint of a ``policies.train`` run directory, named ``algo+shaping``; the run must have been
+    trained on ``scenario`` (a name, a TOML path or the ``Scenario`` evaluated)."""
     path = Path(path)
     if not (path / "config.json").is_file():
         raise EvaluateError(f"{path}: not a run directory (no config.json)")
@@ -111,12 +117,7 @@ def load_trained(path: str | Path, scenario_name: str) -> TrainedPolicy:
 
     run = RunDir(path)
     cfg = run.load_config()
-    # A scenario may be named ("default") or given as a TOML path: compare like with like.
-    trained_on = Path(str(cfg.get("scenario", ""))).stem
-    if cfg.get("env_id") or trained_on != Path(scenario_name).stem:
-        raise EvaluateError(
-            f"{path}: trained on {cfg.get('env_id') or trained_on!r}, not on scenario {scenario_name!r}"
-        )
+    check_trained_on(path, cfg, scenario)
     ckpt = run.latest_checkpoint()
     if ckpt is None or not (ckpt / "model.zip").is_file():
         raise EvaluateError(f"{path}: no checkpoint with a model.zip under {run.checkpoints}")
@@ -129,7 +130,44 @@ def load_trained(path: str | Path, scenario_name: str) -> TrainedPolicy:
     return TrainedPolicy(model, f"{algo}+{cfg.get('shaping')}", run=path.name)
 
 
-def build_policies(specs: list[str], scenario_name: str, oracle_time_limit_s: float | None = None) -> list:
+def check_trained_on(path: Path, cfg: dict, scenario: str | Scenario) -> None:
+    """Refuse a run trained on anything but ``scenario``. A twin run (``--scenario``) is compared by scenario
+    name, like with like (a name or a TOML path's stem). A run of the experiments (trained through a registered
+    gym id) is compared by what it saved: its ``env_spec`` must change neither prices nor actions, and its
+    ``scenario.toml`` must equal the evaluated scenario but for the reward (mode, scale and settlement period,
+    which the observations and the utility do not depend on)."""
+    name = scenario if isinstance(scenario, str) else scenario.name
+    env_id = cfg.get("env_id")
+    if not env_id:
+        trained_on = Path(str(cfg.get("scenario", ""))).stem
+        if trained_on != Path(name).stem:
+            raise EvaluateError(f"{path}: trained on {trained_on!r}, not on scenario {name!r}")
+        return
+    from policies.experiment_env import EnvSpec
+    from twin.scenario import load_scenario
+
+    spec, saved = cfg.get("env_spec"), path / "scenario.toml"
+    if spec is None or not saved.is_file():
+        raise EvaluateError(f"{path}: trained on {env_id!r} (no saved env_spec), not on scenario {name!r}")
+    if not EnvSpec(**spec).scenario_only():
+        raise EvaluateError(
+            f"{path}: trained on a variant with prices or actions changed ({env_id}), not on scenario {name!r}"
+        )
+    if not same_but_reward(load_scenario(saved), load_scenario(scenario)):
+        raise EvaluateError(
+            f"{path}: trained on a variant of {spec['scenario']!r} ({env_id}), not on scenario {name!r}"
+        )
+
+
+def same_but_reward(a: Scenario, b: Scenario) -> bool:
+    """Whether two scenarios differ at most in their reward (mode, scale, settlement period) and source."""
+    reward = ("reward_mode", "reward_scale", "settlement_slots", "source")
+    return dataclasses.replace(a, **{k: getattr(b, k) for k in reward}) == b
+
+
+def build_policies(
+    specs: list[str], scenario: str | Scenario, oracle_time_limit_s: float | None = None
+) -> list:
     """Policy objects for the names given; ``oracle`` stands for the LP bound and its replay (solved with
     HiGHS's ``oracle_time_limit_s``)."""
     out = []
@@ -139,7 +177,7 @@ def build_policies(specs: list[str], scenario_name: str, oracle_time_limit_s: fl
         elif spec == ORACLE:
             out.append(OraclePolicy(oracle_time_limit_s))
         elif Path(spec).is_dir():
-            out.append(load_trained(spec, scenario_name))
+            out.append(load_trained(spec, scenario))
         else:
             known = ", ".join([*HEURISTICS, ORACLE])
             raise EvaluateError(f"unknown policy {spec!r}: not one of {known} and not a run directory")
@@ -339,7 +377,7 @@ def evaluate(cfg: EvalConfig, env=None, progress: bool = True) -> Path:
 
     sc = env.unwrapped.scenario if env is not None else load_scenario(cfg.scenario)
     # bad names fail before the (slow) data loading
-    policies = build_policies(cfg.policies, sc.name, cfg.oracle_time_limit_s)
+    policies = build_policies(cfg.policies, sc, cfg.oracle_time_limit_s)
     env = env if env is not None else AIGCTwinEnv(sc)
     cfg.days = eval_days(env, cfg.days, cfg.n_days)
     cfg.plot_day = cfg.plot_day or cfg.days[0]

@@ -43,6 +43,10 @@ class EnvSpec:
             del out["settlement_slots"]
         return out
 
+    def scenario_only(self) -> bool:
+        """Whether the variant is ``AIGCTwinEnv(build_scenario(self))`` as is: prices unscaled, actions free."""
+        return self.price_k == 1.0 and not self.no_transfer and self.fixed_steps is None
+
     def key(self) -> str:
         return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
 

@@ -68,6 +68,8 @@ QUICK = Budget(
         "train_freq": 4,
         "buffer_size": 20_000,
         "checkpoint_every": 1_500,
+        "eval_every": 300,  # held-out learning curves: the deterministic policy on 2 held-out days, 10 points
+        "eval_days": 2,
     },
     curve_points=24,
     price_learners=(MAIN, PLAIN),
@@ -89,7 +91,13 @@ FULL = Budget(
     total_steps=50_000,
     seeds=(0, 1, 2),
     eval_days=20,
-    train={"learning_starts": 5_000, "shaping_start": 5_000, "checkpoint_every": 10_000},
+    train={
+        "learning_starts": 5_000,
+        "shaping_start": 5_000,
+        "checkpoint_every": 10_000,
+        "eval_every": 2_500,
+        "eval_days": 2,
+    },
     curve_points=60,
     price_learners=(MAIN, PLAIN),
     ablation_learners=(MAIN,),

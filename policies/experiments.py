@@ -374,18 +374,20 @@ def study_table(days: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+#: Learning-curve columns taken from a run's metrics.csv (one row per training episode): source -> name.
+CURVE_COLS = {"step": "step", "episode": "episode", "episode_return": "episode_return", "info/utility": "utility",
+              "violation_rate": "violation_rate", "shaper/corr_hidden": "shaper_corr_hidden",
+              "shaper/term_std": "shaper_term_std"}  # fmt: skip
+
+
 def curves_table(jobs: list[TrainJob], root: Path) -> pd.DataFrame:
-    """Learning curves: per training episode, the day's utility (unscaled) and return, from metrics.csv."""
+    """Learning curves: per held-out evaluation (a run's eval.csv, when it has one: ``curve_source`` held-out)
+    or else per training episode (metrics.csv: ``training``), the utility per day (unscaled) and the rates."""
     frames = []
     for job in dict.fromkeys(jobs):
-        path = job.run_dir(root) / "metrics.csv"
-        if not path.is_file():
+        m = run_curve(job.run_dir(root))
+        if m is None:
             continue
-        m = pd.read_csv(path)
-        keep = {"step": "step", "episode": "episode", "episode_return": "episode_return",
-                "info/utility": "utility", "violation_rate": "violation_rate",
-                "shaper/corr_hidden": "shaper_corr_hidden", "shaper/term_std": "shaper_term_std"}  # fmt: skip
-        m = m[[c for c in keep if c in m.columns]].rename(columns=keep)
         m.insert(0, "seed", job.seed)
         m.insert(0, "policy", job.label)
         for k, v in job.train:
@@ -394,6 +396,24 @@ def curves_table(jobs: list[TrainJob], root: Path) -> pd.DataFrame:
         m["setting"] = setting_of(job)
         frames.append(m)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def run_curve(run_dir: Path) -> pd.DataFrame | None:
+    """One run's curve in ``CURVE_COLS`` plus ``curve_source``; None if the run has logged nothing yet."""
+    from policies.run_dir import EVAL_FILE, METRICS_FILE
+
+    metrics, held = run_dir / METRICS_FILE, run_dir / EVAL_FILE
+    m = pd.read_csv(metrics) if metrics.is_file() else None
+    if m is not None:
+        m = m[[c for c in CURVE_COLS if c in m.columns]].rename(columns=CURVE_COLS)
+    if not held.is_file():
+        return None if m is None else m.assign(curve_source="training")
+    e = pd.read_csv(held)[["step", "utility", "violation_rate"]].sort_values("step")
+    if m is not None:  # episodes done and the shaper's diagnostics as of each evaluation's step
+        cols = [c for c in ("episode", "shaper_corr_hidden", "shaper_term_std") if c in m.columns]
+        e = pd.merge_asof(e, m[["step", *cols]].sort_values("step"), on="step", direction="backward")
+    e["episode_return"] = np.nan  # a training-episode quantity: none for a held-out evaluation
+    return e.assign(curve_source="held-out")
 
 
 def setting_of(job: TrainJob) -> str:
@@ -419,7 +439,8 @@ def paired_to_plain(curves: pd.DataFrame) -> pd.Series:
 
 
 def convergence_summary(curves: pd.DataFrame, tail: float = 0.25) -> pd.DataFrame:
-    """Per (policy, seed): mean training-episode utility over the last ``tail`` of the steps (and over all),
+    """Per (policy, seed): mean curve utility (held-out evaluations or training episodes: ``curve_source``)
+    over the last ``tail`` of the steps (and over all),
     the same paired with plain SAC's episodes, and the shaper's last diagnostics."""
     curves = curves.assign(minus_sac=paired_to_plain(curves))
     rows = []
@@ -430,6 +451,7 @@ def convergence_summary(curves: pd.DataFrame, tail: float = 0.25) -> pd.DataFram
                      "utility_minus_sac": last.minus_sac.mean(), "utility_minus_sac_all": g.minus_sac.mean(),
                      "violation_rate": last.violation_rate.mean() if "violation_rate" in g else np.nan,
                      "episodes": len(g), "steps": int(g.step.max()),
+                     "curve_source": g.curve_source.iloc[0] if "curve_source" in g else "training",
                      **{c: g[c].dropna().iloc[-1] if g[c].notna().any() else np.nan
                         for c in ("shaper_corr_hidden", "shaper_term_std") if c in g}})  # fmt: skip
     return pd.DataFrame(rows)

@@ -117,6 +117,12 @@ def ordered(policies) -> list[str]:
     )
 
 
+def held_out_curves(frame: pd.DataFrame) -> bool:
+    """Whether every curve point (or convergence row) comes from a held-out evaluation during training
+    (``policies.eval_callback``) rather than from a training episode."""
+    return "curve_source" in frame.columns and bool((frame["curve_source"] == "held-out").all())
+
+
 def curve_band(curves: pd.DataFrame, window: int) -> pd.DataFrame:
     """Per policy and step: mean over seeds of the smoothed episode utility and its 95% half-width."""
     rows = []
@@ -137,14 +143,16 @@ def convergence_figure(curves: pd.DataFrame, path: Path, config: dict) -> None:
 
     episodes = curves.groupby(["policy", "seed"]).size().max()
     window = max(1, int(episodes) // 10)
+    held = held_out_curves(curves)
+    what, unit = ("held-out utility", "evaluation") if held else ("training-episode utility", "episode")
     paired = curves.assign(utility=paired_to_plain(curves)).dropna(subset=["utility"])
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
     for ax, data, ylabel in (
-        (axes[0], curves, f"training-episode utility ({currency(config)}/day)"),
+        (axes[0], curves, f"{what} ({currency(config)}/day)"),
         (
             axes[1],
             paired[paired.policy != PLAIN],
-            f"minus {PLAIN} on the same episode ({currency(config)}/day)",
+            f"minus {PLAIN} on the same {unit} ({currency(config)}/day)",
         ),
     ):
         if data.empty:
@@ -165,7 +173,7 @@ def convergence_figure(curves: pd.DataFrame, path: Path, config: dict) -> None:
     seeds = curves.seed.nunique()
     fig.suptitle(
         f"Convergence, sparse reward, {config.get('scenario')}: mean of {seeds} seeds, 95% CI "
-        f"(smoothed over {window} episodes)"
+        f"(smoothed over {window} {unit}s)"
     )
     save_figure(fig, path)
 
@@ -334,8 +342,10 @@ def best_heuristic(table: pd.DataFrame, setting: str) -> str | None:
 def found_convergence(t: pd.DataFrame, cur: str) -> list[str]:
     means = {p: mean_ci(per_seed(t, p))[0] for p in ordered(t.policy)}
     rank = ", ".join(f"{p} {fmt(m)}" for p, m in sorted(means.items(), key=lambda kv: -kv[1]))
+    held = held_out_curves(t)
+    what = "held-out utility during training" if held else "training-episode utility"
     text = (
-        f"**Convergence** (training-episode utility over the last quarter of training, {cur}/day): {rank}. "
+        f"**Convergence** ({what} over the last quarter of training, {cur}/day): {rank}. "
         f"{MAIN} vs {PLAIN}: {compare(t, MAIN, PLAIN, None)}."
     )
     if "utility_minus_sac" in t.columns:
@@ -345,7 +355,8 @@ def found_convergence(t: pd.DataFrame, cur: str) -> list[str]:
                 d = per_seed(t, p, column="utility_minus_sac")
                 parts.append(f"{p} {paired_text(d)}")
         text += (
-            f" Paired with {PLAIN} on the same training episodes (same days and arrivals), the last-quarter "
+            f" Paired with {PLAIN} on the same {'held-out evaluations' if held else 'training episodes'} (same days "
+            "and arrivals), the last-quarter "
             f"difference is: " + "; ".join(parts) + "."
         )
     if "shaper_corr_hidden" in t.columns:
@@ -532,8 +543,10 @@ TITLES = {
 
 
 NOTES = {
-    "convergence": "Utility of each training episode (one day, stochastic actions), smoothed over a tenth of the "
-    "episodes; mean over seeds with a 95% t-interval. The table: last quarter of training.",
+    "convergence": "Utility per held-out evaluation during training (the deterministic policy on the first held-out "
+    "days, every `eval_every` steps) where the runs logged one, else per training episode (one day, stochastic "
+    "actions); smoothed over a tenth of the points; mean over seeds with a 95% t-interval. The table: last quarter "
+    "of training.",
     "outcome": "Final checkpoints acting deterministically on held-out days (same days and arrival seeds for "
     "every policy); % of oracle = mean utility / mean LP bound on those episodes. Violation rate = (late + "
     "dropped) / (served + dropped).",

@@ -23,6 +23,7 @@ from traces.atomic import write_csv_atomic, write_json_atomic, write_text_atomic
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
+EVAL_FILE = "eval.csv"  # held-out evaluations during training (policies.eval_callback)
 LATEST_FILE = "latest"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
@@ -44,6 +45,7 @@ class RunDir:
         self.path = Path(path)
         self.checkpoints = self.path / "checkpoints"
         self.metrics_path = self.path / METRICS_FILE
+        self.eval_path = self.path / EVAL_FILE
         self.tensorboard = self.path / "tb"
 
     def save_config(self, config: dict[str, Any], extras: dict[str, str] | None = None) -> None:

@@ -34,6 +34,7 @@ from policies.agents import (
     load_agent,
 )
 from policies.delayed import SettlementWrapper
+from policies.eval_callback import HeldOutEvalCallback, held_out_days, is_twin
 from policies.policy import episode_rates
 from policies.run_dir import (
     MetricsLog,
@@ -92,6 +93,11 @@ class Args(AgentConfig):
     """show a progress bar"""
     tensorboard: bool = True
     """write TensorBoard logs under <run>/tb"""
+    eval_every: int = 0
+    """evaluate the deterministic policy on held-out days every this many env steps (0: never) into <run>/eval.csv;
+    the twin only: an --env-id that is not the twin (an experiment variant is) is an error"""
+    eval_days: int = 2
+    """held-out days per evaluation (the scenario's first ones)"""
 
     def agent_config(self) -> AgentConfig:
         return AgentConfig(**{f.name: getattr(self, f.name) for f in fields(AgentConfig)})
@@ -101,9 +107,19 @@ class Args(AgentConfig):
         check_choice("shaping", self.shaping, SHAPINGS)
         if self.reward_mode not in (None, "sparse", "dense"):
             raise TrainError(f"unknown reward mode {self.reward_mode!r}; choose sparse or dense")
-        for name in ("total_steps", "checkpoint_every", "keep_checkpoints", "batch_size", "buffer_size"):
+        positive = (
+            "total_steps",
+            "checkpoint_every",
+            "keep_checkpoints",
+            "batch_size",
+            "buffer_size",
+            "eval_days",
+        )
+        for name in positive:
             if getattr(self, name) < 1:
                 raise TrainError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.eval_every < 0:
+            raise TrainError(f"--eval-every must be >= 0, got {self.eval_every}")
         if self.resume and self.run_dir is None:
             raise TrainError("--resume needs --run-dir (the run to continue)")
 
@@ -161,7 +177,7 @@ def make_env(args: Args) -> tuple[gym.Env, dict[str, str]]:
             raise TrainError(f"cannot make env {args.env_id!r}: {exc}") from None
         if args.settle_every > 0:
             env = SettlementWrapper(env, args.settle_every)
-        return env, {}
+        return env, {"scenario.toml": env.unwrapped.scenario.to_toml()} if is_twin(env) else {}
     from twin.scenario import ScenarioError
 
     try:
@@ -169,6 +185,29 @@ def make_env(args: Args) -> tuple[gym.Env, dict[str, str]]:
     except (ScenarioError, OSError, ValueError) as exc:  # the twin's data and card errors are ValueErrors
         raise TrainError(f"scenario {args.scenario!r}: {exc}") from None
     return env, {"scenario.toml": env.unwrapped.scenario.to_toml()}
+
+
+def env_record(args: Args) -> dict[str, Any]:
+    """What config.json keeps about the env beyond Args: an experiment variant's ``EnvSpec`` (``env_spec``), so
+    the evaluator can tell which scenario a run made through its registered gym id was trained on."""
+    if args.env_id is None:
+        return {}
+    spec = gym.spec(args.env_id)
+    if spec.entry_point != "policies.experiment_env:make_env" or "spec" not in spec.kwargs:
+        return {}
+    return {"env_spec": dict(spec.kwargs["spec"])}
+
+
+def check_eval(args: Args, env: gym.Env) -> None:
+    """``--eval-every`` needs the twin's held-out days, and at least ``--eval-days`` of them."""
+    if args.eval_every == 0:
+        return
+    if not is_twin(env):
+        raise TrainError(f"--eval-every needs the twin's held-out days; env {args.env_id!r} has none")
+    try:
+        held_out_days(env, args.eval_days)
+    except ValueError as exc:
+        raise TrainError(str(exc)) from None
 
 
 def scenario_label(args: Args) -> str:
@@ -354,10 +393,15 @@ def train(args: Args, explicit: set[str] | None = None) -> Path:
     if args.resume and ckpt is None:
         raise TrainError(f"cannot resume: no checkpoint in {run.checkpoints}")
     env, extras = make_env(args)
+    try:
+        check_eval(args, env)
+    except TrainError:
+        env.close()
+        raise
     cfg = args.agent_config()
     tb = str(run.tensorboard) if args.tensorboard else None
     if ckpt is None:
-        run.save_config(asdict(args), extras)
+        run.save_config({**asdict(args), **env_record(args)}, extras)
         model, shaper = build_agent(args.algo, env, args.shaping, cfg, seed=args.seed, tensorboard_log=tb)
         state: dict[str, Any] = {"step": 0, "episodes": 0, "shaper_fits": 0}
     else:
@@ -383,6 +427,12 @@ def build_callbacks(args: Args, run: RunDir, shaper, log: MetricsLog, state: dic
     metrics_cb = MetricsCallback(log, shaper_cb, episodes=state["episodes"], hparams=asdict(args))
     ckpt_cb = CheckpointCallback(run, args, shaper, shaper_cb, metrics_cb, keep=args.keep_checkpoints)
     callbacks: list[BaseCallback] = [c for c in (shaper_cb, metrics_cb, ckpt_cb) if c is not None]
+    if args.eval_every > 0:  # its own env instance, built from the same args as the training env
+        eval_cb = HeldOutEvalCallback(
+            lambda: make_env(args)[0], run.eval_path, args.eval_every, args.eval_days
+        )
+        eval_cb.resume(state["step"])
+        callbacks.append(eval_cb)
     if args.progress:
         callbacks.append(ProgressCallback(args.total_steps))
     return callbacks

@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-time-s",
         type=float,
-        help="start no point predicted to end after this many seconds of sweeping (resumable)",
+        help="start no point predicted to end after this many seconds from the start of the run (building the pipeline included; resumable)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from profiling.registry import ModelSpec, get_model
 from profiling.run import REPO, gpu_slug, library_versions, now_iso, parse_int_list
 from profiling.sweep import Sweep, SweepConfig, SweepResult, load_existing
 from traces.atomic import write_json_atomic
-from traces.profile_schema import read_sidecar, sidecar_path
+from traces.profile_schema import TraceSchemaError, read_sidecar, sidecar_path
 from traces.prompts import load_prompts, prompt_set_name
 
 #: Sidecar keys that must agree between runs appending to one trace (else the rows are not comparable).
@@ -140,10 +141,13 @@ def provenance(args, spec, device, dtype, monitor, weights, params, command) -> 
 
 
 def check_consistent(out: Path, new: dict[str, Any], force: bool) -> list[dict[str, Any]]:
-    """Earlier runs recorded in the sidecar; an error if they measured something not comparable."""
+    """Earlier runs recorded in the sidecar; an error if they measured something not comparable. The old
+    sidecar's ``notes`` (remarks on earlier runs) are carried into ``new``."""
     if not sidecar_path(out).is_file():
         return []
     old = read_sidecar(out)
+    if old.get("notes"):
+        new["notes"] = list(old["notes"])
     for key in CONSISTENT_KEYS:
         if old.get(key) != new.get(key) and not force:
             raise ProfilingSetupError(
@@ -211,6 +215,7 @@ def sweep_config(args, spec, pipe, weights, prompts, steps, batches, device) -> 
 
 def run_session(args: argparse.Namespace, command: str) -> int:
     """Everything `python -m profiling.run` does after parsing; returns the exit code."""
+    started = time.perf_counter()
     spec = get_model(args.model)
     steps, batches = parse_int_list(args.steps, "--steps"), parse_int_list(args.batch, "--batch")
     _check_numbers(args)
@@ -228,14 +233,27 @@ def run_session(args: argparse.Namespace, command: str) -> int:
     meta["idle_power_w"] = monitor.measure_idle(args.idle_s)
     scorer = ClipScorer(args.clip_model, device) if weights == "pretrained" and not args.no_clip else None
     cfg = sweep_config(args, spec, pipe, label, prompts, steps, batches, device)
+    if (
+        cfg.max_time_s is not None
+    ):  # --max-time-s counts from the start of the run: building the pipeline included
+        cfg.max_time_s = max(0.0, cfg.max_time_s - (time.perf_counter() - started))
     write_json_atomic(sidecar_path(out), {**meta, "runs": runs})
     try:
         result = Sweep(pipe, monitor, cfg, out, scorer).run(progress=not args.no_progress)
-    finally:  # an interrupted run's sidecar gets its ranges too: its points are in the trace
+    finally:  # an interrupted run's sidecar gets its ranges too (its points are in the trace)
+        final_sidecar(out, meta, runs)
         monitor.close()
-        write_json_atomic(sidecar_path(out), {**meta, **state_ranges(load_existing(out)), "runs": runs})
     report(result, out, args.mode)
     return 0
+
+
+def final_sidecar(out: Path, meta: dict[str, Any], runs: list[dict]) -> None:
+    """Rewrite the sidecar with the trace's temperature and clock ranges; a failure here is reported, and never
+    replaces the error (or interruption) that ended the sweep."""
+    try:
+        write_json_atomic(sidecar_path(out), {**meta, **state_ranges(load_existing(out)), "runs": runs})
+    except (OSError, TraceSchemaError) as exc:
+        print(f"profiling.run: warning: sidecar ranges not written: {exc}", file=sys.stderr)
 
 
 def report(result: SweepResult, out: Path, mode: str) -> None:

@@ -138,13 +138,29 @@ def energy_fields(w: Window, n_images: int) -> dict[str, Any]:
     }
 
 
-def predicted_point_s(last: tuple[int, float] | None, steps: int) -> float:
-    """Seconds the next point of a batch size should take: its last point's time scaled by the step count (a
-    call's cost is about linear in steps; the window is at least that long). 0 when the batch is new."""
+def predicted_point_s(last: tuple[int, float] | None, steps: int, cfg: SweepConfig, warm: bool) -> float:
+    """Seconds the next point should take, from ``last`` = (steps, seconds per call) of the last ``ok`` point of
+    the same batch size: a call scales with the step count, and the window repeats calls until it lasts
+    ``min_window_s`` (the last call may run past it) and holds ``min_repeats`` calls; a batch size not yet warm
+    adds its warm-up calls (at the smallest step count; in compile mode compilation comes on top, unpredicted).
+    With no earlier point of the batch, only the window is known."""
     if last is None:
-        return 0.0
-    last_steps, seconds = last
-    return seconds * max(1.0, steps / last_steps)
+        return cfg.min_window_s
+    last_steps, call_s = last
+    call = call_s * steps / last_steps
+    window = max(cfg.min_repeats * call, cfg.min_window_s + call)
+    warmup = 0.0 if warm else cfg.warmup * call_s * min(cfg.steps) / last_steps
+    return window + warmup
+
+
+def last_calls(frame: pd.DataFrame) -> dict[int, tuple[int, float]]:
+    """Per batch size, (steps, seconds per call) of its ``ok`` point with the most steps: what a resumed sweep
+    predicts its first points from."""
+    ok = frame[frame["status"] == "ok"].sort_values("steps")
+    return {
+        int(b): (int(g["steps"].iloc[-1]), float(g["latency_batch_mean_s"].iloc[-1]))
+        for b, g in ok.groupby("batch")
+    }
 
 
 class Sweep:
@@ -210,20 +226,23 @@ class Sweep:
         start = time.perf_counter()
         bar = tqdm(grid, desc=f"{self.cfg.model} {self.cfg.mode}", unit="pt", disable=not progress)
         oom_at: dict[int, int] = {}  # steps -> smallest batch that ran out of memory
-        took: dict[int, tuple[int, float]] = {}  # batch -> (steps, seconds) of its last measured point
+        mine = res.frame[
+            (res.frame["mode"] == self.cfg.mode) & (res.frame["resolution"] == self.cfg.resolution)
+        ]
+        calls = last_calls(mine[mine["scheduler"] == self.cfg.scheduler])  # batch -> (steps, s per call)
         for i, (steps, batch) in enumerate(bar):
             bar.set_postfix(steps=steps, batch=batch)
             if self.cfg.key(steps, batch) in done:
                 res.skipped += 1
                 continue
             if self.cfg.max_time_s is not None:
-                expected = time.perf_counter() - start + predicted_point_s(took.get(batch), steps)
-                if expected > self.cfg.max_time_s:
+                predicted = predicted_point_s(calls.get(batch), steps, self.cfg, batch in self.warm_batches)
+                if time.perf_counter() - start + predicted > self.cfg.max_time_s:
                     res.left = len(grid) - i
                     break
-            t0 = time.perf_counter()
             row = self._point(steps, batch, oom_at)
-            took[batch] = (steps, time.perf_counter() - t0)
+            if row["status"] == "ok":
+                calls[batch] = (steps, float(row["latency_batch_mean_s"]))
             res.oom += row["status"] == "oom"
             res.measured += 1
             res.frame = upsert(res.frame, row)

@@ -17,7 +17,7 @@ BATCH=${GPU_SWEEP_BATCH:-1,2,4,8}
 COMPILE_BATCH=${GPU_SWEEP_COMPILE_BATCH:-1,2}  # each batch size is one more compilation (~1 min, assumption)
 DEVICE=${GPU_SWEEP_DEVICE:-cuda}
 BUDGET_S=${GPU_SWEEP_BUDGET_S:-540}      # whole script; leaves a minute of a 10-minute call for start/transfer
-BUILD_MARGIN_S=${GPU_SWEEP_BUILD_S:-45}  # assumption: building + warming the largest pipeline (SD3.5, 8 B params)
+BUILD_MARGIN_S=${GPU_SWEEP_BUILD_S:-45}  # a model is not started with less left than this + 20 s (SD 3.5 built in ~40 s on the H100)
 WINDOW_S=${GPU_SWEEP_WINDOW_S:-2}        # just long enough for the NVML counter (20-100 ms updates)
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)
 case "$gpu" in  # the device tool may hand out an H200 instead: its traces must not land in h100/
@@ -67,7 +67,7 @@ for mode in $MODES; do
     # shellcheck disable=SC2086
     timeout -s INT -k 20 "$left" "$PYTHON" -m profiling.run --model "$model" --weights random --device "$DEVICE" \
       --mode "$mode" --steps "$STEPS" --batch "$batch" --min-window-s "$WINDOW_S" --min-repeats 1 --warmup 2 \
-      --idle-s 2 --max-time-s $((left - BUILD_MARGIN_S)) --no-progress --out "$TRACE_DIR/$model.csv" $EXTRA \
+      --idle-s 2 --max-time-s $((left - 15)) --no-progress --out "$TRACE_DIR/$model.csv" $EXTRA \
       2>&1 | tee -a "$log"
     rc=${PIPESTATUS[0]}
     [ "$rc" -ne 0 ] && { say "$model $mode exited $rc"; status=1; }

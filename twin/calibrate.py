@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from tqdm import tqdm
 
 from traces.atomic import write_json_atomic
@@ -406,6 +407,15 @@ def shown(path: Path) -> str:
         return str(path)
 
 
+def main_group(frame: pd.DataFrame) -> tuple[pd.DataFrame, str, int, int]:
+    """The rows a card describes: a card is one (scheduler, resolution), the trace's most measured one. Returns
+    those rows, the scheduler, the resolution and how many groups the trace holds."""
+    counts = frame.groupby(["scheduler", "resolution"]).size().sort_values(ascending=False)
+    scheduler, resolution = counts.index[0]
+    rows = frame[(frame["scheduler"] == scheduler) & (frame["resolution"] == resolution)]
+    return rows, str(scheduler), int(resolution), len(counts)
+
+
 def find_traces(traces_dir: Path) -> list[Path]:
     """Profile traces laid out as ``<traces_dir>/<gpu-slug>/<model>.csv``."""
     return sorted(p for p in Path(traces_dir).glob("*/*.csv") if p.is_file())
@@ -426,10 +436,7 @@ def measured_cards(trace: Path, heldout: Sequence[int]) -> list[tuple[dict, list
 def _measured_card(
     frame: Any, trace: Path, sidecar: dict, heldout: Sequence[int]
 ) -> tuple[dict, list[CostPoint]]:
-    # A card describes one (scheduler, resolution): keep the most measured one and say so.
-    counts = frame.groupby(["scheduler", "resolution"]).size().sort_values(ascending=False)
-    scheduler, resolution = counts.index[0]
-    rows = frame[(frame["scheduler"] == scheduler) & (frame["resolution"] == resolution)]
+    rows, scheduler, resolution, groups = main_group(frame)
     model, mode, gpu = str(rows["model"].iloc[0]), str(rows["mode"].iloc[0]), trace.parent.name
     where = f"{shown(trace)} [{mode}]"
     is_out = rows["steps"].isin(list(heldout)).to_numpy()
@@ -484,7 +491,7 @@ def _measured_card(
             "energy_basis": ENERGY_BASIS_NOTE,
             "notes": (
                 f"non-negative least squares on relative error over {int((~is_out).sum())} ok rows of "
-                f"scheduler {scheduler} at {resolution} px ({len(counts)} scheduler/resolution group(s) in the "
+                f"scheduler {scheduler} at {resolution} px ({groups} scheduler/resolution group(s) in the "
                 "trace); held-out step counts excluded from the fit"
             ),
         },

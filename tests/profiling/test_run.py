@@ -183,3 +183,30 @@ def test_parse_int_list_and_gpu_slug():
     assert gpu_slug("NVIDIA A100-SXM4-40GB") == "a100-sxm4-40gb"
     assert gpu_slug("NVIDIA L4") == "l4"
     assert gpu_slug(None) == "cpu"
+
+
+def test_final_sidecar_failure_is_a_warning_not_a_new_error(tmp_path, capsys):
+    from profiling.session import final_sidecar
+
+    (tmp_path / "a-file").write_text("")
+    final_sidecar(
+        tmp_path / "a-file" / "t.csv", {"model": "tiny"}, []
+    )  # no folder can be made there: warns only
+    assert "sidecar ranges not written" in capsys.readouterr().err
+
+
+def test_notes_of_an_earlier_run_are_carried_into_the_new_sidecar(tmp_path):
+    import json
+
+    from profiling.session import check_consistent
+    from traces.profile_schema import Provenance
+
+    out = tmp_path / "t.csv"
+    old = {k: "x" for k in Provenance.__dataclass_fields__} | {
+        "notes": ["filled by hand"],
+        "runs": [{"date": "d"}],
+    }
+    out.with_suffix(".json").write_text(json.dumps(old))
+    new = {k: "x" for k in Provenance.__dataclass_fields__}
+    assert check_consistent(out, new, force=False) == [{"date": "d"}]
+    assert new["notes"] == ["filled by hand"]

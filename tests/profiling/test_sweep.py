@@ -50,26 +50,58 @@ def test_each_point_fills_its_window_and_warms_each_shape(tmp_path):
 
 
 def test_time_budget_stops_before_new_points(tmp_path):
-    cfg = config(min_window_s=0.2, max_time_s=0.1)
+    cfg = config(min_window_s=0.2, max_time_s=0.3)  # one 0.2 s window fits, a second does not
     res = Sweep(FakePipe(), NoEnergyMonitor(), cfg, tmp_path / "t.csv").run(progress=False)
     assert res.measured == 1 and res.left == 3
     assert len(read_profile(tmp_path / "t.csv")) == 1
 
 
 def test_a_point_predicted_to_overrun_the_budget_is_not_started(tmp_path):
-    # Steps 1 then 40 at one batch: the 1-step point takes ~0.2 s (its window), so 40 steps are predicted at ~8 s,
-    # past a 2 s budget that has not been spent yet; a plain "budget spent?" check would have started it.
-    cfg = config(steps=[1, 40], batches=[1], min_window_s=0.2, min_repeats=1, warmup=0, max_time_s=2.0)
+    # Steps 1 then 40 at one batch: a 1-step call takes ~0.05 s, so 40 steps are predicted at ~2 s, past a 1 s
+    # budget that has not been spent yet; a plain "budget spent?" check would have started it.
+    cfg = config(steps=[1, 40], batches=[1], min_window_s=0.1, min_repeats=1, warmup=0, max_time_s=1.0)
     t0 = time.perf_counter()
     res = Sweep(FakePipe(per_step_s=0.05), NoEnergyMonitor(), cfg, tmp_path / "t.csv").run(progress=False)
     assert res.measured == 1 and res.left == 1
-    assert time.perf_counter() - t0 < 2.0
+    assert time.perf_counter() - t0 < 1.0
 
 
-def test_predicted_point_s_scales_with_steps_only_upwards():
-    assert predicted_point_s(None, 50) == 0.0  # a new batch size: nothing to go by
-    assert predicted_point_s((10, 3.0), 20) == pytest.approx(6.0)
-    assert predicted_point_s((10, 3.0), 5) == pytest.approx(3.0)  # the window keeps short points as long
+def test_a_resumed_sweep_predicts_from_the_points_already_in_the_trace(tmp_path):
+    out = tmp_path / "t.csv"
+    first = config(steps=[1], batches=[1], min_window_s=0.1, min_repeats=1, warmup=0)
+    Sweep(FakePipe(per_step_s=0.05), NoEnergyMonitor(), first, out).run(progress=False)
+    # Resumed: 40 steps is the first point this process measures, but the trace's 1-step point predicts ~2 s.
+    again = config(steps=[1, 40], batches=[1], min_window_s=0.1, min_repeats=1, warmup=0, max_time_s=1.0)
+    res = Sweep(FakePipe(per_step_s=0.05), NoEnergyMonitor(), again, out).run(progress=False)
+    assert res.skipped == 1 and res.measured == 0 and res.left == 1
+
+
+def test_predicted_point_s():
+    cfg = config(steps=[1, 5, 10], min_window_s=2.0, min_repeats=1, warmup=2)
+    assert predicted_point_s(None, 50, cfg, warm=True) == 2.0  # nothing to go by but the window
+    assert predicted_point_s((10, 0.5), 20, cfg, warm=True) == pytest.approx(3.0)  # window + one call of 1 s
+    assert predicted_point_s((10, 3.0), 20, cfg, warm=True) == pytest.approx(
+        8.0
+    )  # one 6 s call ends past 2 s
+    assert predicted_point_s((10, 3.0), 20, cfg, warm=False) == pytest.approx(
+        8.0 + 2 * 0.3
+    )  # + 2 warm-ups at 1 step
+    assert predicted_point_s(
+        (10, 0.1), 20, config(min_window_s=0.0, min_repeats=3), warm=True
+    ) == pytest.approx(0.6)
+
+
+def test_out_of_memory_points_do_not_teach_the_prediction(tmp_path):
+    class OomAtBatch2(FakePipe):
+        def __call__(self, prompt, num_inference_steps, **kw):
+            if len(prompt) == 2:
+                raise torch.OutOfMemoryError("fake")
+            return super().__call__(prompt, num_inference_steps, **kw)
+
+    cfg = config(steps=[1, 5], batches=[1, 2], min_window_s=0.05, min_repeats=1, warmup=0, max_time_s=30.0)
+    res = Sweep(OomAtBatch2(), NoEnergyMonitor(), cfg, tmp_path / "t.csv").run(progress=False)
+    trace = read_profile(tmp_path / "t.csv").set_index(["steps", "batch"])
+    assert res.oom == 2 and trace.loc[(1, 2), "status"] == "oom" and trace.loc[(5, 1), "status"] == "ok"
 
 
 def test_latency_stats():

@@ -1,0 +1,114 @@
+"""Held-out evaluation during training: every ``eval_every`` env steps and at the end, the deterministic policy on
+the first held-out days of its twin, in an env of its own; one row per evaluation in ``<run>/eval.csv``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import pandas as pd
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+
+from policies.evaluate import TrainedPolicy
+from policies.policy import episode_rates, run_episode
+from policies.run_dir import MetricsLog
+
+#: Arrival seed of the i-th evaluated day (the experiments' day seeds): fixed, so every evaluation of every run
+#: sees the same days with the same jobs.
+DAY_SEED0 = 10_000
+#: The per-day money terms of ``run_episode``'s totals written to eval.csv (means over the days, unscaled).
+MONEY = ("utility", "revenue", "energy_cost", "penalty", "transfer_cost")
+
+
+def is_twin(env: gym.Env) -> bool:
+    """Whether ``env`` is the twin (it has held-out evaluation days)."""
+    return hasattr(env.unwrapped, "eval_days") and hasattr(env.unwrapped, "data")
+
+
+def held_out_days(env: gym.Env, n: int) -> list[int]:
+    """The first ``n`` held-out evaluation days of the twin ``env`` (day indices, as ``reset`` takes them)."""
+    pool = [int(d) for d in env.unwrapped.eval_days]
+    if not 1 <= n <= len(pool):
+        raise ValueError(f"--eval-days must be in 1..{len(pool)} (held-out days of the scenario), got {n}")
+    return pool[:n]
+
+
+def day_means(env: gym.Env, policy, days: list[int]) -> dict[str, float]:
+    """Mean per-day money terms and violation rate of ``policy`` on ``days``, from ``run_episode``'s accounting
+    (the evaluator's; day ``i`` is run with arrival seed ``DAY_SEED0 + i``)."""
+    rows = []
+    for i, day in enumerate(days):
+        totals = run_episode(env, policy, day=day, seed=DAY_SEED0 + i).totals
+        rows.append(
+            {**{k: totals[k] for k in MONEY}, "violation_rate": episode_rates(totals)["violation_rate"]}
+        )
+    return {k: float(v) for k, v in pd.DataFrame(rows).mean().items()}  # a NaN rate is skipped, not averaged
+
+
+@contextmanager
+def cheap_inference() -> Iterator[None]:
+    """No autograd and one torch thread for the evaluation, the caller's thread count restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class HeldOutEvalCallback(BaseCallback):
+    """Evaluates at the first rollout start at or after each multiple of ``every`` env steps (after the gradient
+    update of the step before, as checkpoints are saved) and once at the end, unless that step was evaluated.
+
+    ``make_env`` builds the evaluation env (never the training env), lazily, when training starts. On resume
+    ``resume(step)`` keeps the rows up to the checkpoint's step and the next evaluation follows on from it."""
+
+    def __init__(self, make_env: Callable[[], gym.Env], path: Path, every: int, n_days: int):
+        super().__init__()
+        self.make_env, self.every, self.n_days = make_env, every, n_days
+        self.log = MetricsLog(path)
+        self.env: gym.Env | None = None
+        self.days: list[int] = []
+        self.last_step = 0
+
+    def resume(self, step: int) -> None:
+        self.log.resume(step)
+
+    def _on_training_start(self) -> None:
+        self.env = self.make_env()
+        self.days = held_out_days(self.env, self.n_days)
+        self.last_step = self.num_timesteps
+
+    def _on_rollout_start(self) -> None:
+        if self.num_timesteps // self.every > self.last_step // self.every:
+            self.evaluate()
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_training_end(self) -> None:
+        if self.num_timesteps > self.last_step:
+            self.evaluate()
+        if self.env is not None:
+            self.env.close()
+            self.env = None
+
+    def evaluate(self) -> dict[str, Any]:
+        """Run the evaluation now, append its row to eval.csv (rewritten atomically) and TensorBoard."""
+        t0 = time.perf_counter()
+        with cheap_inference():
+            means = day_means(self.env, TrainedPolicy(self.model, "trained", run=""), self.days)
+        row = {"step": self.num_timesteps, "days": len(self.days), **means}
+        row["wall_s"] = round(time.perf_counter() - t0, 3)
+        self.log.append(row)
+        self.log.flush()
+        self.last_step = self.num_timesteps
+        self.logger.record("eval/utility", row["utility"])
+        self.logger.dump(self.num_timesteps)  # now: the end-of-training row would otherwise never be written
+        return row
