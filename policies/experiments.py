@@ -575,6 +575,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seeds", type=int, help="use seeds 0..N-1 instead of the budget's")
     ap.add_argument("--total-steps", type=int, help="training steps per run instead of the budget's")
     ap.add_argument("--eval-days", type=int, help="held-out days per evaluation instead of the budget's")
+    ap.add_argument(
+        "--eval-every",
+        type=int,
+        help="held-out evaluation during training every N steps instead of the budget's",
+    )
     ap.add_argument("--out", default="results", help="results folder (default: results)")
     ap.add_argument(
         "--runs-root",
@@ -611,7 +616,7 @@ def estimate_hours(b: Budget, p: Plan | None = None, workers: int = 2) -> float:
 
 
 def resolve_budget(ns: argparse.Namespace) -> Budget:
-    for name in ("seeds", "total_steps", "eval_days", "workers"):
+    for name in ("seeds", "total_steps", "eval_days", "eval_every", "workers"):
         value = getattr(ns, name)
         if value is not None and value < 1:
             raise ExperimentError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
@@ -620,6 +625,8 @@ def resolve_budget(ns: argparse.Namespace) -> Budget:
         b = dataclasses.replace(b, total_steps=ns.total_steps)
     if ns.eval_days is not None:
         b = dataclasses.replace(b, eval_days=ns.eval_days)
+    if ns.eval_every is not None:
+        b = dataclasses.replace(b, train={**b.train, "eval_every": ns.eval_every})
     from twin.scenario import ScenarioError, load_scenario
 
     try:

@@ -160,3 +160,12 @@ def test_budgets_are_documented_and_distinct():
     quick, full = experiment_settings.QUICK, experiment_settings.FULL
     assert quick.total_steps < full.total_steps and len(quick.seeds) == 2
     assert dataclasses.asdict(quick)["scenario"] == "tiny"
+
+
+def test_command_line_overrides_reach_the_budget():
+    ns = experiments.build_parser().parse_args(["--quick", "--total-steps", "500", "--eval-every", "100"])
+    b = experiments.resolve_budget(ns)
+    assert b.total_steps == 500 and b.train["eval_every"] == 100
+    assert b.train["net_width"] == experiment_settings.QUICK.train["net_width"]  # the rest of train kept
+    with pytest.raises(experiments.ExperimentError, match="--eval-every must be >= 1"):
+        experiments.resolve_budget(experiments.build_parser().parse_args(["--quick", "--eval-every", "0"]))
