@@ -322,10 +322,26 @@ def summary_table(table: pd.DataFrame, cur: str) -> str:
 
 
 def compare(table: pd.DataFrame, a: str, b: str, setting: str | None, column: str = "utility") -> str:
+    """Welch's test of ``a`` against ``b`` over seeds, and, where both ran the same seeds, the paired test: runs
+    of one seed share the training env's seed (its days and arrivals) and every evaluation's days and arrivals,
+    so pairing removes the day-to-day and seed-to-seed variance both policies see."""
     x, y = per_seed(table, a, setting, column), per_seed(table, b, setting, column)
     if len(x) == 0 or len(y) == 0:
         return f"{a} or {b} missing"
-    return significance(welch(x, y), (len(x), len(y)))
+    text = significance(welch(x, y), (len(x), len(y)))
+    paired = paired_by_seed(table, a, b, setting, column)
+    return text if paired is None else f"{text}; paired by seed: {paired}"
+
+
+def paired_by_seed(table: pd.DataFrame, a: str, b: str, setting: str | None, column: str) -> str | None:
+    """``paired_text`` of a - b over the seeds both ran (None with fewer than two, or without a seed column)."""
+    if "seed" not in table.columns:
+        return None
+    t = table if setting is None else table[table.setting == setting]
+    x = t[t.policy == a].groupby("seed")[column].mean()
+    y = t[t.policy == b].groupby("seed")[column].mean()
+    common = x.index.intersection(y.index)
+    return paired_text((x[common] - y[common]).to_numpy()) if len(common) >= 2 else None
 
 
 def pct(table: pd.DataFrame, policy: str, setting: str | None = None) -> float:

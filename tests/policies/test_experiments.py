@@ -166,6 +166,25 @@ def test_command_line_overrides_reach_the_budget():
     ns = experiments.build_parser().parse_args(["--quick", "--total-steps", "500", "--eval-every", "100"])
     b = experiments.resolve_budget(ns)
     assert b.total_steps == 500 and b.train["eval_every"] == 100
-    assert b.train["net_width"] == experiment_settings.QUICK.train["net_width"]  # the rest of train kept
+    assert b.train["net_width"] == experiment_settings.budget("quick").train["net_width"]  # the rest kept
     with pytest.raises(experiments.ExperimentError, match="--eval-every must be >= 1"):
         experiments.resolve_budget(experiments.build_parser().parse_args(["--quick", "--eval-every", "0"]))
+
+
+def test_compare_adds_a_paired_test_over_the_seeds_both_policies_ran():
+    # b is a plus a seed effect that Welch's test cannot separate from noise; pairing by seed removes it.
+    seeds = [0, 1, 2, 3]
+    a = [10.0, 20.0, 30.0, 40.0]
+    b = [v - 1.0 - 0.01 * i for i, v in enumerate(a)]
+    table = pd.DataFrame(
+        {
+            "setting": "base",
+            "policy": ["a"] * 4 + ["b"] * 4 + ["c"],
+            "seed": seeds * 2 + [0],
+            "utility": a + b + [5.0],
+        }
+    )
+    text = report.compare(table, "a", "b", None)
+    assert "Welch p = 0.92" in text and "not significant at 95% (n = 4 vs 4 seeds)" in text
+    assert "paired by seed: 1.02" in text and ": significant at 95%, n = 4 seeds" in text
+    assert "paired by seed" not in report.compare(table, "a", "c", None)  # one common seed: no paired test
