@@ -19,7 +19,7 @@ from profiling.pipelines import COMPILE_OPTIONS, DTYPES, build_pipeline, count_p
 from profiling.quality import ClipScorer
 from profiling.registry import ModelSpec, get_model
 from profiling.run import REPO, gpu_slug, library_versions, now_iso, parse_int_list
-from profiling.sweep import Sweep, SweepConfig, SweepResult, load_existing
+from profiling.sweep import Sweep, SweepConfig, SweepResult, load_existing, measured_keys
 from traces.atomic import write_json_atomic
 from traces.profile_schema import TraceSchemaError, read_sidecar, sidecar_path
 from traces.prompts import load_prompts, prompt_set_name
@@ -225,17 +225,22 @@ def run_session(args: argparse.Namespace, command: str) -> int:
     monitor = make_monitor(args)
     out = Path(args.out) if args.out else default_out(spec, device)
     label = weights_label(spec, weights, args.model_path)
+    meta = provenance(args, spec, device, dtype, monitor, label, {}, command)
+    runs = [*check_consistent(out, meta, args.force), {"date": meta["date"], "command": command}]
+    if not args.force and nothing_left(out, spec, args, weights, steps, batches):
+        monitor.close()  # a resumed sweep with every point in its trace: no pipeline is built (GPU time)
+        print(f"{out}: all {len(steps) * len(batches)} point(s) already measured (use --force to re-measure)")
+        return 0
     torch.manual_seed(args.seed)
     pipe = build_pipeline(spec, weights, device, dtype, args.scheduler, args.model_path, args.mode)
-    params = count_parameters({k: v for k, v in pipe.components.items() if isinstance(v, torch.nn.Module)})
-    meta = provenance(args, spec, device, dtype, monitor, label, params, command)
-    runs = [*check_consistent(out, meta, args.force), {"date": meta["date"], "command": command}]
+    meta["parameters"] = count_parameters(
+        {k: v for k, v in pipe.components.items() if isinstance(v, torch.nn.Module)}
+    )
     meta["idle_power_w"] = monitor.measure_idle(args.idle_s)
     scorer = ClipScorer(args.clip_model, device) if weights == "pretrained" and not args.no_clip else None
     cfg = sweep_config(args, spec, pipe, label, prompts, steps, batches, device)
-    if (
-        cfg.max_time_s is not None
-    ):  # --max-time-s counts from the start of the run: building the pipeline included
+    # --max-time-s counts from the start of the run: building the pipeline included
+    if cfg.max_time_s is not None:
         cfg.max_time_s = max(0.0, cfg.max_time_s - (time.perf_counter() - started))
     write_json_atomic(sidecar_path(out), {**meta, "runs": runs})
     try:
@@ -245,6 +250,19 @@ def run_session(args: argparse.Namespace, command: str) -> int:
         monitor.close()
     report(result, out, args.mode)
     return 0
+
+
+def nothing_left(
+    out: Path, spec: ModelSpec, args, weights: str, steps: list[int], batches: list[int]
+) -> bool:
+    """Whether the trace at ``out`` already holds every (steps, batch) point of this run. Only where the point
+    keys are known before building the pipeline: random weights (the registry's scheduler) or --scheduler."""
+    scheduler = args.scheduler or (spec.scheduler if weights == "random" else None)
+    if scheduler is None or not out.is_file():
+        return False
+    resolution = args.resolution or spec.resolution
+    wanted = {(spec.name, scheduler, resolution, b, s, args.mode) for s in steps for b in batches}
+    return wanted <= measured_keys(load_existing(out))
 
 
 def final_sidecar(out: Path, meta: dict[str, Any], runs: list[dict]) -> None:

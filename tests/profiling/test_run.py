@@ -210,3 +210,20 @@ def test_notes_of_an_earlier_run_are_carried_into_the_new_sidecar(tmp_path):
     new = {k: "x" for k in Provenance.__dataclass_fields__}
     assert check_consistent(out, new, force=False) == [{"date": "d"}]
     assert new["notes"] == ["filled by hand"]
+
+
+def test_a_rerun_with_every_point_measured_builds_no_pipeline(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "tiny.csv"
+    assert run_tiny(out, steps="1", batch="1,2") == 0
+    before = out.read_text()
+
+    def no_build(*a, **k):
+        raise AssertionError("the pipeline was built although nothing was left to measure")
+
+    monkeypatch.setattr("profiling.session.build_pipeline", no_build)
+    capsys.readouterr()
+    assert run_tiny(out, steps="1", batch="1,2") == 0
+    assert "all 2 point(s) already measured" in capsys.readouterr().out
+    assert out.read_text() == before
+    with pytest.raises(AssertionError, match="pipeline was built"):  # one point missing: it must build
+        run_tiny(out, steps="1,2", batch="1")
