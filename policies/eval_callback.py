@@ -1,5 +1,5 @@
 """Held-out evaluation during training: every ``eval_every`` env steps and at the end, the deterministic policy on
-the first held-out days of its twin, in an env of its own; one row per evaluation in ``<run>/eval.csv``."""
+held-out days spread over its twin's split, in an env of its own; one row per evaluation in ``<run>/eval.csv``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 from policies.evaluate import TrainedPolicy
-from policies.policy import episode_rates, run_episode
+from policies.policy import episode_rates, run_episode, spread
 from policies.run_dir import MetricsLog
 
 #: Arrival seed of the i-th evaluated day (the experiments' day seeds): fixed, so every evaluation of every run
@@ -31,11 +31,12 @@ def is_twin(env: gym.Env) -> bool:
 
 
 def held_out_days(env: gym.Env, n: int) -> list[int]:
-    """The first ``n`` held-out evaluation days of the twin ``env`` (day indices, as ``reset`` takes them)."""
+    """``n`` held-out evaluation days of the twin ``env`` spread over its split (day indices, as ``reset`` takes
+    them): the first ``n`` would all be winter days of one season's load."""
     pool = [int(d) for d in env.unwrapped.eval_days]
     if not 1 <= n <= len(pool):
         raise ValueError(f"--eval-days must be in 1..{len(pool)} (held-out days of the scenario), got {n}")
-    return pool[:n]
+    return spread(pool, n)
 
 
 def day_means(env: gym.Env, policy, days: list[int]) -> dict[str, float]:

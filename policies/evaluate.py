@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from policies.heuristics import HEURISTICS, make_heuristic
 from policies.oracle import OracleError, OraclePolicy, OracleSolution
-from policies.policy import EpisodeResult, episode_rates, run_episode
+from policies.policy import EpisodeResult, episode_rates, run_episode, spread
 from traces.atomic import write_bytes_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
 
 if TYPE_CHECKING:
@@ -201,8 +201,7 @@ def eval_days(env, days: list[str], n_days: int) -> list[str]:
         return list(days)
     if not 1 <= n_days <= len(held):
         raise EvaluateError(f"--days must be in 1..{len(held)} (held-out days of the scenario), got {n_days}")
-    pick = np.unique(np.linspace(0, len(held) - 1, n_days).round().astype(int))
-    return [held[i] for i in pick]
+    return spread(held, n_days)
 
 
 #: The columns of ``policies.policy.episode_rates`` that a row carries.

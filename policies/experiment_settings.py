@@ -68,8 +68,8 @@ QUICK = Budget(
         "train_freq": 4,
         "buffer_size": 20_000,
         "checkpoint_every": 1_500,
-        "eval_every": 300,  # held-out learning curves: the deterministic policy on 2 held-out days, 10 points
-        "eval_days": 2,
+        "eval_every": 300,  # held-out learning curves: the deterministic policy on 3 held-out days, 10 points
+        "eval_days": 3,
     },
     curve_points=24,
     price_learners=(MAIN, PLAIN),
@@ -96,7 +96,7 @@ FULL = Budget(
         "shaping_start": 5_000,
         "checkpoint_every": 10_000,
         "eval_every": 2_500,
-        "eval_days": 2,
+        "eval_days": 3,
     },
     curve_points=60,
     price_learners=(MAIN, PLAIN),

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from policies.experiment_env import EnvSpec, VariantError, ablation_spec
 from policies.experiment_settings import LEARNERS, MAIN, PLAIN, STUDIES, Budget, budget
+from policies.policy import spread
 from traces.atomic import write_csv_atomic, write_json_atomic
 
 
@@ -335,8 +336,7 @@ def eval_days(b: Budget) -> tuple[tuple[int, ...], tuple[int, ...]]:
     pool = make_env(EnvSpec(b.scenario)).unwrapped.eval_days
     if b.eval_days > len(pool):
         raise ExperimentError(f"{b.eval_days} evaluation days asked, the scenario holds out {len(pool)}")
-    pick = np.unique(np.linspace(0, len(pool) - 1, b.eval_days).round().astype(int))
-    days = tuple(int(pool[i]) for i in pick)
+    days = tuple(int(d) for d in spread(list(pool), b.eval_days))
     return days, tuple(10_000 + i for i in range(len(days)))
 
 

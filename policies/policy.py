@@ -14,6 +14,13 @@ from twin.env import FLOW_KEYS
 SUM_KEYS = FLOW_KEYS
 
 
+def spread(pool, n: int) -> list:
+    """``n`` items of ``pool`` evenly spread over it, first and last included (the held-out days an evaluation
+    uses: every season and weekday, not the first ``n``); fewer if ``n`` exceeds ``len(pool)``."""
+    pick = np.unique(np.linspace(0, len(pool) - 1, n).round().astype(int))
+    return [pool[i] for i in pick]
+
+
 def episode_rates(totals: dict[str, float]) -> dict[str, float]:
     """The violation rates of an episode from its summed counters (NaN where the denominator is 0); a rate
     whose counters are missing from ``totals`` (an env that is not the twin) is left out.

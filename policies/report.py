@@ -561,8 +561,8 @@ TITLES = {
 
 
 NOTES = {
-    "convergence": "Utility per held-out evaluation during training (the deterministic policy on the first held-out "
-    "days, every `eval_every` steps) where the runs logged one, else per training episode (one day, stochastic "
+    "convergence": "Utility per held-out evaluation during training (the deterministic policy on held-out days spread "
+    "over the year, every `eval_every` steps) where the runs logged one, else per training episode (one day, stochastic "
     "actions); smoothed over a tenth of the points; mean over seeds with a 95% t-interval. The table: last quarter "
     "of training.",
     "outcome": "Final checkpoints acting deterministically on held-out days (same days and arrival seeds for "

@@ -97,7 +97,7 @@ class Args(AgentConfig):
     """evaluate the deterministic policy on held-out days every this many env steps (0: never) into <run>/eval.csv;
     the twin only: an --env-id that is not the twin (an experiment variant is) is an error"""
     eval_days: int = 2
-    """held-out days per evaluation (the scenario's first ones)"""
+    """held-out days per evaluation (spread over the scenario's held-out split)"""
 
     def agent_config(self) -> AgentConfig:
         return AgentConfig(**{f.name: getattr(self, f.name) for f in fields(AgentConfig)})
