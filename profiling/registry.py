@@ -121,7 +121,9 @@ _SDXL_UNET = {
     "projection_class_embeddings_input_dim": 2816,
 }
 
-_SD35M_TRANSFORMER = {  # SD3Transformer2DModel, "MMDiT-X" of stabilityai/stable-diffusion-3.5-medium
+# SD3Transformer2DModel, "MMDiT-X" of stabilityai/stable-diffusion-3.5-medium: 2.243 B parameters plus a 226.5 M
+# positional-embedding buffer; with VAE and both CLIPs 3,371,793,763, KerasHub's published preset count (traces/README.md).
+_SD35M_TRANSFORMER = {
     "sample_size": 128,
     "patch_size": 2,
     "in_channels": 16,
