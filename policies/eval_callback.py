@@ -14,15 +14,13 @@ import pandas as pd
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
-from policies.evaluate import TrainedPolicy
+from policies.evaluate import MONEY, TrainedPolicy  # MONEY: the per-day money terms, unscaled
 from policies.policy import episode_rates, run_episode, spread
 from policies.run_dir import MetricsLog
 
 #: Arrival seed of the i-th evaluated day (the experiments' day seeds): fixed, so every evaluation of every run
 #: sees the same days with the same jobs.
 DAY_SEED0 = 10_000
-#: The per-day money terms of ``run_episode``'s totals written to eval.csv (means over the days, unscaled).
-MONEY = ("utility", "revenue", "energy_cost", "penalty", "transfer_cost")
 
 
 def is_twin(env: gym.Env) -> bool:
