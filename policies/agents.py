@@ -76,6 +76,11 @@ class AgentConfig:
     """torch device of the networks and the shaper"""
 
 
+#: The ``AgentConfig`` fields that only the shaper reads: a run without shaping is the same run whatever they are.
+SHAPER_SETTINGS = ("eta", "shaper_steps", "latent", "schedule", "shaper_hidden", "shaper_lr", "shaping_start",
+                   "shaper_fit_every", "shaper_updates", "shaper_periods", "shaper_max_slots")  # fmt: skip
+
+
 def check_choice(kind: str, value: str, allowed) -> str:
     if value not in allowed:
         raise AgentError(f"unknown {kind} {value!r}; choose one of {', '.join(allowed)}")

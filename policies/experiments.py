@@ -99,11 +99,16 @@ class Plan:
 
 
 def train_job(b: Budget, label: str, seed: int, spec: EnvSpec, **over: Any) -> TrainJob:
-    """The run; settings equal to ``policies.train``'s defaults are left out, so equal runs share a key."""
+    """The run; settings equal to ``policies.train``'s defaults are left out, and so are the shaper's settings
+    for a learner without shaping, so equal runs share a key (and are trained once)."""
+    from policies.agents import SHAPER_SETTINGS
     from policies.train import Args
 
     defaults = {f.name: f.default for f in dataclasses.fields(Args)}
-    extra = {k: v for k, v in {**b.train, **over}.items() if defaults.get(k, object()) != v}
+    unused = SHAPER_SETTINGS if LEARNERS[label][1] == "none" else ()
+    extra = {
+        k: v for k, v in {**b.train, **over}.items() if defaults.get(k, object()) != v and k not in unused
+    }
     return TrainJob(label, seed, spec, b.total_steps, tuple(sorted(extra.items())))
 
 
@@ -551,6 +556,16 @@ def parse_studies(text: str | None) -> list[str]:
     return [s for s in STUDIES if s in names]
 
 
+def parse_settlements(text: str) -> tuple[str, ...]:
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    bad = [s for s in names if s not in ("scenario", "daily") and not (s.isdigit() and int(s) >= 1)]
+    if bad or not names:
+        raise ExperimentError(
+            f"bad settlement period {', '.join(bad) or repr(text)}: use scenario, daily or a number of slots >= 1"
+        )
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m policies.experiments", description=" ".join(__doc__.split("\n\n")[0].split())
@@ -579,6 +594,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--eval-every",
         type=int,
         help="held-out evaluation during training every N steps instead of the budget's",
+    )
+    ap.add_argument(
+        "--settlements",
+        help="sparsity study: comma-separated settlement periods instead of the budget's: scenario (its own), "
+        "daily, or a number of slots",
+    )
+    ap.add_argument(
+        "--eta", type=float, help="weight of the shaping term of every shaped learner instead of 0.4"
     )
     ap.add_argument("--out", default="results", help="results folder (default: results)")
     ap.add_argument(
@@ -627,6 +650,12 @@ def resolve_budget(ns: argparse.Namespace) -> Budget:
         b = dataclasses.replace(b, eval_days=ns.eval_days)
     if ns.eval_every is not None:
         b = dataclasses.replace(b, train={**b.train, "eval_every": ns.eval_every})
+    if ns.eta is not None:
+        if not ns.eta > 0:
+            raise ExperimentError(f"--eta must be > 0, got {ns.eta}")
+        b = dataclasses.replace(b, train={**b.train, "eta": ns.eta})
+    if ns.settlements is not None:
+        b = dataclasses.replace(b, settlements=parse_settlements(ns.settlements))
     from twin.scenario import ScenarioError, load_scenario
 
     try:

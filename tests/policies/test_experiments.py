@@ -171,6 +171,22 @@ def test_command_line_overrides_reach_the_budget():
         experiments.resolve_budget(experiments.build_parser().parse_args(["--quick", "--eval-every", "0"]))
 
 
+def test_eta_and_settlements_overrides_and_one_plain_run_for_every_eta():
+    argv = ["--quick", "--eta", "1.5", "--settlements", "daily,24"]
+    b = experiments.resolve_budget(experiments.build_parser().parse_args(argv))
+    assert b.train["eta"] == 1.5 and b.settlements == ("daily", "24")
+    base = experiment_settings.budget("quick")
+    spec = EnvSpec("tiny")
+    # the shaper's settings change a shaped run, not a plain one: sac is trained once for every eta
+    assert experiments.train_job(b, "sac", 0, spec).key() == experiments.train_job(base, "sac", 0, spec).key()
+    assert experiments.train_job(b, "sac+diffusion", 0, spec).key() != (
+        experiments.train_job(base, "sac+diffusion", 0, spec).key()
+    )
+    for bad in (["--settlements", "weekly"], ["--settlements", "0"], ["--eta", "0"]):
+        with pytest.raises(experiments.ExperimentError):
+            experiments.resolve_budget(experiments.build_parser().parse_args(["--quick", *bad]))
+
+
 def test_compare_adds_a_paired_test_over_the_seeds_both_policies_ran():
     # b is a plus a seed effect that Welch's test cannot separate from noise; pairing by seed removes it.
     seeds = [0, 1, 2, 3]
