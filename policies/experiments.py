@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import json
 import multiprocessing as mp
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -26,9 +25,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from policies.experiment_env import EnvSpec, VariantError, ablation_spec
-from policies.experiment_settings import LEARNERS, MAIN, PLAIN, STUDIES, Budget, budget
+from policies.experiment_settings import ABLATIONS, LEARNERS, MAIN, PLAIN, STUDIES, Budget, budget
 from policies.policy import spread
 from traces.atomic import write_csv_atomic, write_json_atomic
+from traces.revision import code_revision
 
 
 class ExperimentError(ValueError):
@@ -464,21 +464,8 @@ def convergence_summary(curves: pd.DataFrame, tail: float = 0.25) -> pd.DataFram
 
 # --- provenance ----------------------------------------------------------------------------------------------
 
-
-def git_commit() -> str:
-    """HEAD's hash, with ``+dirty`` when the code has uncommitted changes (the experiments' own outputs,
-    ``results/`` and the README they regenerate, do not count: a run rewrites them as it goes)."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", ".", ":!results", ":!README.md"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+#: The experiments' own outputs: a run rewrites them as it goes, so they do not make the commit dirty.
+OUTPUTS = ("results", "README.md")
 
 
 def utc_now() -> str:
@@ -493,7 +480,7 @@ def study_config(
     return {
         "study": study,
         "command": "python -m policies.experiments " + " ".join(argv),
-        "commit": git_commit(),
+        "commit": code_revision(ignore=OUTPUTS),
         "scenario": b.scenario,
         "scenario_toml": build_scenario(EnvSpec(b.scenario)).to_toml(),
         "budget": b.to_dict(),
@@ -544,15 +531,19 @@ def write_study(study: str, p: Plan, root: Path, out: Path, config: dict[str, An
 # --- command line --------------------------------------------------------------------------------------------
 
 
-def parse_studies(text: str | None) -> list[str]:
-    if not text:
-        return list(STUDIES)
-    names = [s.strip() for s in text.split(",") if s.strip()]
-    bad = [s for s in names if s not in STUDIES]
+def parse_names(text: str, allowed: Iterable[str], kind: str) -> tuple[str, ...]:
+    """A comma-separated subset of ``allowed``, in the order given; an unknown name is a one-line error."""
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    bad = [s for s in names if s not in allowed]
     if bad or not names:
         raise ExperimentError(
-            f"unknown study {', '.join(bad) or repr(text)}; choose from {', '.join(STUDIES)}"
+            f"unknown {kind} {', '.join(bad) or repr(text)}; choose from {', '.join(allowed)}"
         )
+    return names
+
+
+def parse_studies(text: str | None) -> list[str]:
+    names = parse_names(text, STUDIES, "study") if text else STUDIES
     return [s for s in STUDIES if s in names]
 
 
@@ -599,6 +590,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--settlements",
         help="sparsity study: comma-separated settlement periods instead of the budget's: scenario (its own), "
         "daily, or a number of slots",
+    )
+    ap.add_argument(
+        "--ablations",
+        help=f"ablation study: comma-separated subset of {', '.join(ABLATIONS)} instead of the budget's",
     )
     ap.add_argument(
         "--eta", type=float, help="weight of the shaping term of every shaped learner instead of 0.4"
@@ -654,6 +649,8 @@ def resolve_budget(ns: argparse.Namespace) -> Budget:
         if not ns.eta > 0:
             raise ExperimentError(f"--eta must be > 0, got {ns.eta}")
         b = dataclasses.replace(b, train={**b.train, "eta": ns.eta})
+    if ns.ablations is not None:
+        b = dataclasses.replace(b, ablations=parse_names(ns.ablations, ABLATIONS, "ablation"))
     if ns.settlements is not None:
         b = dataclasses.replace(b, settlements=parse_settlements(ns.settlements))
     from twin.scenario import ScenarioError, load_scenario

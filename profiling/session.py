@@ -23,6 +23,7 @@ from profiling.sweep import Sweep, SweepConfig, SweepResult, load_existing, meas
 from traces.atomic import write_json_atomic
 from traces.profile_schema import TraceSchemaError, read_sidecar, sidecar_path
 from traces.prompts import load_prompts, prompt_set_name
+from traces.revision import code_revision
 
 #: Sidecar keys that must agree between runs appending to one trace (else the rows are not comparable).
 CONSISTENT_KEYS = ("gpu_name", "weights", "dtype")
@@ -118,6 +119,7 @@ def provenance(args, spec, device, dtype, monitor, weights, params, command) -> 
         "prompt_set": prompt_set_name(args.prompts),
         "date": now_iso(),
         "command": command,
+        "code_revision": code_revision(),
         "library_versions": library_versions(),
         "model": spec.name,
         "hub_id": spec.hub_id,
@@ -226,7 +228,8 @@ def run_session(args: argparse.Namespace, command: str) -> int:
     out = Path(args.out) if args.out else default_out(spec, device)
     label = weights_label(spec, weights, args.model_path)
     meta = provenance(args, spec, device, dtype, monitor, label, {}, command)
-    runs = [*check_consistent(out, meta, args.force), {"date": meta["date"], "command": command}]
+    this_run = {"date": meta["date"], "command": command, "code_revision": meta["code_revision"]}
+    runs = [*check_consistent(out, meta, args.force), this_run]
     if not args.force and nothing_left(out, spec, args, weights, steps, batches):
         monitor.close()  # a resumed sweep with every point in its trace: no pipeline is built (GPU time)
         print(f"{out}: all {len(steps) * len(batches)} point(s) already measured (use --force to re-measure)")

@@ -172,9 +172,10 @@ def test_command_line_overrides_reach_the_budget():
 
 
 def test_eta_and_settlements_overrides_and_one_plain_run_for_every_eta():
-    argv = ["--quick", "--eta", "1.5", "--settlements", "daily,24"]
+    argv = ["--quick", "--eta", "1.5", "--settlements", "daily,24", "--ablations", "no-transfer,full"]
     b = experiments.resolve_budget(experiments.build_parser().parse_args(argv))
     assert b.train["eta"] == 1.5 and b.settlements == ("daily", "24")
+    assert b.ablations == ("no-transfer", "full")
     base = experiment_settings.budget("quick")
     spec = EnvSpec("tiny")
     # the shaper's settings change a shaped run, not a plain one: sac is trained once for every eta
@@ -182,7 +183,12 @@ def test_eta_and_settlements_overrides_and_one_plain_run_for_every_eta():
     assert experiments.train_job(b, "sac+diffusion", 0, spec).key() != (
         experiments.train_job(base, "sac+diffusion", 0, spec).key()
     )
-    for bad in (["--settlements", "weekly"], ["--settlements", "0"], ["--eta", "0"]):
+    for bad in (
+        ["--settlements", "weekly"],
+        ["--settlements", "0"],
+        ["--eta", "0"],
+        ["--ablations", "no-gpu"],
+    ):
         with pytest.raises(experiments.ExperimentError):
             experiments.resolve_budget(experiments.build_parser().parse_args(["--quick", *bad]))
 

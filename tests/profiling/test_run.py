@@ -15,6 +15,7 @@ import torch
 import profiling.sweep
 from profiling.run import gpu_slug, main, parse_int_list
 from traces.profile_schema import KEY_COLUMNS, Provenance, read_profile, read_sidecar, sidecar_path
+from traces.revision import code_revision
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = ["--min-window-s", "0", "--min-repeats", "1", "--warmup", "1", "--idle-s", "0", "--no-progress"]
@@ -44,6 +45,9 @@ def test_tiny_run_writes_a_valid_trace_and_sidecar(tmp_path, capsys):
     assert set(Provenance.__dataclass_fields__) <= set(meta)
     assert meta["weights"].startswith("random-init:") and meta["dtype"] == "float32"
     assert 0.5e6 < sum(meta["parameters"].values()) < 2e6  # "about a million parameters"
+    assert (
+        meta["code_revision"] == meta["runs"][-1]["code_revision"] == code_revision()
+    )  # which code measured
     assert "steps" in capsys.readouterr().out  # the summary table
 
 
