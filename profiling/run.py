@@ -10,13 +10,11 @@ import re
 import shlex
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import NoReturn
 
 from profiling.errors import ProfilingSetupError
 from profiling.registry import UnknownModelError, get_model
 
-REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CLIP = "openai/clip-vit-large-patch14"  # torchmetrics' default CLIPScore model
 #: torch.cuda device names -> the slugs the project's trace folders use.
 GPU_SLUGS = {

@@ -18,9 +18,10 @@ from profiling.errors import ProfilingSetupError
 from profiling.pipelines import COMPILE_OPTIONS, DTYPES, build_pipeline, count_parameters, weights_label
 from profiling.quality import ClipScorer
 from profiling.registry import ModelSpec, get_model
-from profiling.run import REPO, gpu_slug, library_versions, now_iso, parse_int_list
+from profiling.run import gpu_slug, library_versions, now_iso, parse_int_list
 from profiling.sweep import Sweep, SweepConfig, SweepResult, load_existing, measured_keys
 from traces.atomic import write_json_atomic
+from traces.data_paths import REPO_ROOT
 from traces.profile_schema import TraceSchemaError, read_sidecar, sidecar_path
 from traces.prompts import load_prompts, prompt_set_name
 from traces.revision import code_revision
@@ -86,7 +87,7 @@ def make_monitor(args: argparse.Namespace) -> EnergyMonitor | NoEnergyMonitor:
 
 def default_out(spec: ModelSpec, device: str) -> Path:
     name = torch.cuda.get_device_name(0) if device.startswith("cuda") else None
-    return REPO / "traces" / "profiles" / gpu_slug(name) / f"{spec.name}.csv"
+    return REPO_ROOT / "traces" / "profiles" / gpu_slug(name) / f"{spec.name}.csv"
 
 
 def device_label(device: str) -> str:

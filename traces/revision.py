@@ -8,8 +8,8 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-#: The repository root (this file is ``<root>/traces/revision.py``).
-ROOT = Path(__file__).resolve().parents[1]
+from traces.data_paths import REPO_ROOT as ROOT
+
 PACKAGES = ("profiling", "traces", "twin", "policies")
 
 

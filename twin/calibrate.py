@@ -16,6 +16,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from traces.atomic import write_json_atomic
+from traces.data_paths import REPO_ROOT
 from traces.profile_schema import TraceSchemaError, read_profile, read_sidecar
 from twin import cited
 from twin.cards import CARDS_DIR, QUALITY_FORMS, card_filename, card_from_dict
@@ -32,7 +33,6 @@ from twin.fitting import (
     pct_errors,
 )
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TRACES = REPO_ROOT / "traces" / "profiles"
 DEFAULT_HELDOUT = (25, 42)
 FORMS = tuple(QUALITY_FORMS)

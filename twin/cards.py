@@ -13,10 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from traces.data_paths import REPO_ROOT
+
 SCHEMA_VERSION = 1
 
 #: Where the committed cards live (``traces/cards/`` beside the ``twin`` package, in a checkout or installed).
-CARDS_DIR = Path(__file__).resolve().parent.parent / "traces" / "cards"
+CARDS_DIR = REPO_ROOT / "traces" / "cards"
 
 BASES = ("cited", "measured")
 ENERGY_BASES = ("gross", "net-of-idle")
