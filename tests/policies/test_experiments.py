@@ -116,6 +116,23 @@ def test_readme_section_numbers_come_from_the_csvs(finished):
     assert ("### What we found" in text and "significant" in text) or "not testable" in text
 
 
+def test_index_of_pages_comes_from_their_csvs_and_replaces_itself(finished, capsys):
+    tmp, _, _ = finished
+    readme = tmp / "INDEX.md"
+    readme.write_text("# intro\n", encoding="utf-8")
+    argv = ["--index", str(tmp / "results"), "--readme", str(readme)]
+    assert report.main(argv) == 0 and report.main(argv) == 0  # the second run replaces, never appends
+    text = readme.read_text(encoding="utf-8")
+    assert text.startswith("# intro\n") and text.count(report.INDEX_START) == text.count(report.INDEX_END) == 1
+    outcome = pd.read_csv(tmp / "results" / "outcome" / "outcome.csv")
+    mean, half, _ = report.mean_ci(outcome[outcome.policy == "sac+diffusion"].utility_pct_of_bound)
+    row = next(line for line in text.splitlines() if "| outcome: base |" in line)
+    assert f"| {report.fmt(mean)} ± {report.fmt(half)} |" in row and "seeds |" in row
+    assert "sparsity: settle=scenario" not in text  # the outcome's own runs again: one row, not two
+    assert report.main(["--index", str(tmp / "nowhere"), "--readme", str(readme)]) == 2
+    assert capsys.readouterr().err.startswith("error: no study results under")
+
+
 def test_unknown_study_is_a_one_line_error(capsys):
     assert experiments.main(["--quick", "--only", "bogus"]) == 2
     err = capsys.readouterr().err.strip()
