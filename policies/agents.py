@@ -48,6 +48,9 @@ class AgentConfig:
     """gradient steps per update"""
     net_width: int = 256
     """width of the two hidden layers of actor and critics"""
+    ent_coef: str = "auto"
+    """SAC's entropy coefficient: auto (learned, starting at 1.0, SB3's default), auto_X (learned, starting at X)
+    or a fixed number"""
     td3_noise: float = 0.1
     """std of TD3's Gaussian exploration noise"""
     eta: float = 0.4
@@ -85,6 +88,18 @@ def check_choice(kind: str, value: str, allowed) -> str:
     if value not in allowed:
         raise AgentError(f"unknown {kind} {value!r}; choose one of {', '.join(allowed)}")
     return value
+
+
+def sac_ent_coef(value: str) -> str | float:
+    """``AgentConfig.ent_coef`` as SB3's SAC takes it; a one-line ``AgentError`` for anything else."""
+    text = str(value).strip()
+    try:
+        number = float(text.removeprefix("auto_")) if text != "auto" else 1.0
+    except ValueError:
+        number = float("nan")
+    if not number > 0:
+        raise AgentError(f"entropy coefficient must be auto, auto_X or a number, X > 0; got {value!r}")
+    return text if text.startswith("auto") else number
 
 
 def build_shaper(shaping: str, obs_dim: int, act_dim: int, cfg: AgentConfig) -> RewardShaper | None:
@@ -138,6 +153,8 @@ def build_agent(
         device=cfg.device,
         verbose=0,
     )
+    if algo == "sac":
+        kwargs["ent_coef"] = sac_ent_coef(cfg.ent_coef)
     if algo == "td3":
         sigma = cfg.td3_noise * np.ones(act_dim)
         kwargs["action_noise"] = NormalActionNoise(np.zeros(act_dim), sigma)

@@ -547,6 +547,38 @@ def parse_studies(text: str | None) -> list[str]:
     return [s for s in STUDIES if s in names]
 
 
+#: ``policies.train.Args`` fields the driver sets itself for every run.
+DRIVER_SET = ("algo", "shaping", "env_id", "seed", "total_steps", "run_dir", "runs_root", "resume", "progress",
+              "tensorboard", "threads", "scenario", "reward_mode", "settle_every")  # fmt: skip
+
+
+def parse_train_settings(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` items as ``policies.train.Args`` fields of the right type, checked as a run would check them."""
+    from policies.agents import AgentError
+    from policies.train import Args, TrainError
+
+    types = {f.name: f.type for f in dataclasses.fields(Args)}
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in types or key in DRIVER_SET:
+            raise ExperimentError(f"--train {item!r}: expected KEY=VALUE with KEY a policies.train setting "
+                                  f"(not one the driver sets: {', '.join(DRIVER_SET)})")  # fmt: skip
+        kind = {"int": int, "float": float, "bool": lambda t: t.lower() in ("1", "true", "yes")}.get(
+            types[key], str
+        )
+        try:
+            out[key] = kind(text.strip())
+        except ValueError:
+            raise ExperimentError(f"--train {item!r}: {key} takes a {types[key]}") from None
+    try:
+        dataclasses.replace(Args(), **out).validate()
+    except (TrainError, AgentError) as exc:
+        raise ExperimentError(f"--train: {exc}") from None
+    return out
+
+
 def parse_settlements(text: str) -> tuple[str, ...]:
     names = tuple(s.strip() for s in text.split(",") if s.strip())
     bad = [s for s in names if s not in ("scenario", "daily") and not (s.isdigit() and int(s) >= 1)]
@@ -596,7 +628,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"ablation study: comma-separated subset of {', '.join(ABLATIONS)} instead of the budget's",
     )
     ap.add_argument(
-        "--eta", type=float, help="weight of the shaping term of every shaped learner instead of 0.4"
+        "--train",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a policies.train setting for every run instead of the budget's (repeatable), e.g. eta=1.0 or "
+        "ent_coef=auto_0.1; a learner without shaping ignores the shaper's settings",
     )
     ap.add_argument("--out", default="results", help="results folder (default: results)")
     ap.add_argument(
@@ -645,10 +681,8 @@ def resolve_budget(ns: argparse.Namespace) -> Budget:
         b = dataclasses.replace(b, eval_days=ns.eval_days)
     if ns.eval_every is not None:
         b = dataclasses.replace(b, train={**b.train, "eval_every": ns.eval_every})
-    if ns.eta is not None:
-        if not ns.eta > 0:
-            raise ExperimentError(f"--eta must be > 0, got {ns.eta}")
-        b = dataclasses.replace(b, train={**b.train, "eta": ns.eta})
+    if ns.train:
+        b = dataclasses.replace(b, train={**b.train, **parse_train_settings(ns.train)})
     if ns.ablations is not None:
         b = dataclasses.replace(b, ablations=parse_names(ns.ablations, ABLATIONS, "ablation"))
     if ns.settlements is not None:

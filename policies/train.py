@@ -32,6 +32,7 @@ from policies.agents import (
     check_choice,
     flat_dims,
     load_agent,
+    sac_ent_coef,
 )
 from policies.delayed import SettlementWrapper
 from policies.eval_callback import HeldOutEvalCallback, held_out_days, is_twin
@@ -105,6 +106,7 @@ class Args(AgentConfig):
     def validate(self) -> None:
         check_choice("algorithm", self.algo, ALGOS)
         check_choice("shaping", self.shaping, SHAPINGS)
+        sac_ent_coef(self.ent_coef)
         if self.reward_mode not in (None, "sparse", "dense"):
             raise TrainError(f"unknown reward mode {self.reward_mode!r}; choose sparse or dense")
         positive = (

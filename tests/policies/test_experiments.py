@@ -123,7 +123,9 @@ def test_index_of_pages_comes_from_their_csvs_and_replaces_itself(finished, caps
     argv = ["--index", str(tmp / "results"), "--readme", str(readme)]
     assert report.main(argv) == 0 and report.main(argv) == 0  # the second run replaces, never appends
     text = readme.read_text(encoding="utf-8")
-    assert text.startswith("# intro\n") and text.count(report.INDEX_START) == text.count(report.INDEX_END) == 1
+    assert (
+        text.startswith("# intro\n") and text.count(report.INDEX_START) == text.count(report.INDEX_END) == 1
+    )
     outcome = pd.read_csv(tmp / "results" / "outcome" / "outcome.csv")
     mean, half, _ = report.mean_ci(outcome[outcome.policy == "sac+diffusion"].utility_pct_of_bound)
     row = next(line for line in text.splitlines() if "| outcome: base |" in line)
@@ -188,24 +190,26 @@ def test_command_line_overrides_reach_the_budget():
         experiments.resolve_budget(experiments.build_parser().parse_args(["--quick", "--eval-every", "0"]))
 
 
-def test_eta_and_settlements_overrides_and_one_plain_run_for_every_eta():
-    argv = ["--quick", "--eta", "1.5", "--settlements", "daily,24", "--ablations", "no-transfer,full"]
+def test_train_settlement_and_ablation_overrides_and_one_plain_run_for_every_eta():
+    argv = ["--quick", "--train", "eta=1.5", "--train", "ent_coef=auto_0.1", "--settlements", "daily,24",
+            "--ablations", "no-transfer,full"]  # fmt: skip
     b = experiments.resolve_budget(experiments.build_parser().parse_args(argv))
-    assert b.train["eta"] == 1.5 and b.settlements == ("daily", "24")
+    assert b.train["eta"] == 1.5 and b.train["ent_coef"] == "auto_0.1" and b.settlements == ("daily", "24")
     assert b.ablations == ("no-transfer", "full")
     base = experiment_settings.budget("quick")
     spec = EnvSpec("tiny")
     # the shaper's settings change a shaped run, not a plain one: sac is trained once for every eta
-    assert experiments.train_job(b, "sac", 0, spec).key() == experiments.train_job(base, "sac", 0, spec).key()
+    eta_only = dataclasses.replace(b, train={**base.train, "eta": 1.5})
+    assert (
+        experiments.train_job(eta_only, "sac", 0, spec).key()
+        == experiments.train_job(base, "sac", 0, spec).key()
+    )
     assert experiments.train_job(b, "sac+diffusion", 0, spec).key() != (
         experiments.train_job(base, "sac+diffusion", 0, spec).key()
     )
-    for bad in (
-        ["--settlements", "weekly"],
-        ["--settlements", "0"],
-        ["--eta", "0"],
-        ["--ablations", "no-gpu"],
-    ):
+    bad_args = (["--settlements", "weekly"], ["--settlements", "0"], ["--ablations", "no-gpu"], ["--train", "eta"],
+                ["--train", "seed=3"], ["--train", "batch_size=x"], ["--train", "ent_coef=-1"], ["--train", "nope=1"])  # fmt: skip
+    for bad in bad_args:
         with pytest.raises(experiments.ExperimentError):
             experiments.resolve_budget(experiments.build_parser().parse_args(["--quick", *bad]))
 

@@ -3,6 +3,7 @@ networks and fit their shapers; the CLI writes config, metrics and checkpoints a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import gymnasium as gym
@@ -82,6 +83,17 @@ def test_agents_update_and_shapers_fit(algo, shaping):
     env.close()
 
 
+@pytest.mark.parametrize(("ent_coef", "start"), [("auto", 1.0), ("auto_0.1", 0.1), ("0.05", 0.05)])
+def test_sac_entropy_coefficient_starts_where_asked(ent_coef, start):
+    env = sparse_pendulum()
+    model, _ = build_agent("sac", env, "none", dataclasses.replace(TINY, ent_coef=ent_coef), seed=0)
+    if model.log_ent_coef is None:  # a fixed coefficient
+        assert float(model.ent_coef_tensor) == pytest.approx(start)
+    else:
+        assert float(model.log_ent_coef.exp()) == pytest.approx(start)
+    env.close()
+
+
 def test_cli_trains_checkpoints_and_resumes(tmp_path, env_cli_args, capsys):
     run = tmp_path / "run"
     base = [*env_cli_args, "--algo", "sac", "--shaping", "diffusion", "--run-dir", str(run), *CLI_SMALL]
@@ -114,6 +126,7 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     cases = [
         (["--algo", "ppo"], "unknown algorithm"),
         (["--shaping", "magic"], "unknown shaping"),
+        (["--ent-coef", "auto_x"], "entropy coefficient must be"),
         (["--resume"], "--resume needs --run-dir"),
         (["--resume", "--run-dir", str(tmp_path)], "no config.json"),
     ]
