@@ -3,6 +3,7 @@ algorithms are not copied), and the callback that refits the shaper from stored 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,9 +80,43 @@ class AgentConfig:
     """torch device of the networks and the shaper"""
 
 
-#: The ``AgentConfig`` fields that only the shaper reads: a run without shaping is the same run whatever they are.
-SHAPER_SETTINGS = ("eta", "shaper_steps", "latent", "schedule", "shaper_hidden", "shaper_lr", "shaping_start",
-                   "shaper_fit_every", "shaper_updates", "shaper_periods", "shaper_max_slots")  # fmt: skip
+#: ``AgentConfig`` fields only a shaper reads (a run without shaping is the same run whatever they are), those only
+#: the diffusion shaper reads, and those only SAC (or only TD3) reads.
+SHAPER_SETTINGS = ("eta", "shaper_hidden", "shaper_lr", "shaping_start", "shaper_fit_every", "shaper_updates",
+                   "shaper_periods", "shaper_max_slots")  # fmt: skip
+DIFFUSION_SETTINGS = ("shaper_steps", "latent", "schedule")
+ALGO_SETTINGS = {"sac": ("ent_coef",), "td3": ("td3_noise",)}
+
+
+def unused_settings(algo: str, shaping: str) -> set[str]:
+    """The ``AgentConfig`` fields that a run of ``algo`` with ``shaping`` never reads."""
+    unused = {k for a, keys in ALGO_SETTINGS.items() if a != algo for k in keys}
+    if shaping != "diffusion":
+        unused |= set(DIFFUSION_SETTINGS)
+    if shaping == "none":
+        unused |= set(SHAPER_SETTINGS)
+    return unused
+
+
+def check_config(cfg: AgentConfig) -> None:
+    """One-line ``AgentError`` for hyperparameters no run could use (before any training starts)."""
+    from policies.shapers.diffusion import SCHEDULES
+
+    check_choice("noise schedule", cfg.schedule, SCHEDULES)
+    sac_ent_coef(cfg.ent_coef)
+    at_least_one = ("buffer_size", "batch_size", "train_freq", "gradient_steps", "net_width", "shaper_steps", "latent",
+                    "shaper_hidden", "shaper_fit_every", "shaper_updates", "shaper_periods", "shaper_max_slots")  # fmt: skip
+    for name in at_least_one:
+        if getattr(cfg, name) < 1:
+            raise AgentError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+    for name in ("learning_rate", "shaper_lr", "tau"):
+        if not 0 < getattr(cfg, name) < math.inf:
+            raise AgentError(
+                f"--{name.replace('_', '-')} must be a positive number, got {getattr(cfg, name)}"
+            )
+    for name in ("eta", "td3_noise", "gamma"):
+        if not 0 <= getattr(cfg, name) < math.inf:
+            raise AgentError(f"--{name.replace('_', '-')} must be a number >= 0, got {getattr(cfg, name)}")
 
 
 def check_choice(kind: str, value: str, allowed) -> str:
@@ -93,11 +128,12 @@ def check_choice(kind: str, value: str, allowed) -> str:
 def sac_ent_coef(value: str) -> str | float:
     """``AgentConfig.ent_coef`` as SB3's SAC takes it; a one-line ``AgentError`` for anything else."""
     text = str(value).strip()
-    try:
-        number = float(text.removeprefix("auto_")) if text != "auto" else 1.0
+    number_text = "1" if text == "auto" else text.removeprefix("auto_")
+    try:  # Python reads "1_0" as 10, SB3 would read the part after the first "_" only: no "_" in the number
+        number = float(number_text) if "_" not in number_text else math.nan
     except ValueError:
-        number = float("nan")
-    if not number > 0:
+        number = math.nan
+    if not 0 < number < math.inf:
         raise AgentError(f"entropy coefficient must be auto, auto_X or a number, X > 0; got {value!r}")
     return text if text.startswith("auto") else number
 

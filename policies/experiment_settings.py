@@ -18,6 +18,9 @@ LEARNERS: dict[str, tuple[str, str]] = {
 }
 MAIN, PLAIN = "sac+diffusion", "sac"
 
+#: The shaper settings the sensitivity study varies: training setting -> the paper's symbol.
+SHAPER_KNOBS = {"shaper_steps": "W", "latent": "M", "eta": "eta"}
+
 #: Ablations of the paper: the environment (or the action) changed, the learner the same.
 ABLATIONS = ("full", "no-transfer", "fixed-30-steps", "no-renewables", "no-battery")
 

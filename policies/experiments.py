@@ -25,7 +25,16 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from policies.experiment_env import EnvSpec, VariantError, ablation_spec
-from policies.experiment_settings import ABLATIONS, LEARNERS, MAIN, PLAIN, STUDIES, Budget, budget
+from policies.experiment_settings import (
+    ABLATIONS,
+    LEARNERS,
+    MAIN,
+    PLAIN,
+    SHAPER_KNOBS,
+    STUDIES,
+    Budget,
+    budget,
+)
 from policies.policy import spread
 from traces.atomic import write_csv_atomic, write_json_atomic
 from traces.revision import code_revision
@@ -99,13 +108,13 @@ class Plan:
 
 
 def train_job(b: Budget, label: str, seed: int, spec: EnvSpec, **over: Any) -> TrainJob:
-    """The run; settings equal to ``policies.train``'s defaults are left out, and so are the shaper's settings
-    for a learner without shaping, so equal runs share a key (and are trained once)."""
-    from policies.agents import SHAPER_SETTINGS
+    """The run; settings equal to ``policies.train``'s defaults are left out, and so are settings the learner
+    never reads (the shaper's without shaping, SAC's for TD3, ...), so equal runs share a key (trained once)."""
+    from policies.agents import unused_settings
     from policies.train import Args
 
     defaults = {f.name: f.default for f in dataclasses.fields(Args)}
-    unused = SHAPER_SETTINGS if LEARNERS[label][1] == "none" else ()
+    unused = unused_settings(*LEARNERS[label])
     extra = {
         k: v for k, v in {**b.train, **over}.items() if defaults.get(k, object()) != v and k not in unused
     }
@@ -396,7 +405,7 @@ def curves_table(jobs: list[TrainJob], root: Path) -> pd.DataFrame:
         m.insert(0, "seed", job.seed)
         m.insert(0, "policy", job.label)
         for k, v in job.train:
-            if k in ("shaper_steps", "latent", "eta"):
+            if k in SHAPER_KNOBS:
                 m[k] = v
         m["setting"] = setting_of(job)
         frames.append(m)
@@ -533,7 +542,7 @@ def write_study(study: str, p: Plan, root: Path, out: Path, config: dict[str, An
 
 def parse_names(text: str, allowed: Iterable[str], kind: str) -> tuple[str, ...]:
     """A comma-separated subset of ``allowed``, in the order given; an unknown name is a one-line error."""
-    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    names = tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))  # a repeat is run once
     bad = [s for s in names if s not in allowed]
     if bad or not names:
         raise ExperimentError(
@@ -553,35 +562,37 @@ DRIVER_SET = ("algo", "shaping", "env_id", "seed", "total_steps", "run_dir", "ru
 
 
 def parse_train_settings(items: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` items as ``policies.train.Args`` fields of the right type, checked as a run would check them."""
+    """``KEY=VALUE`` items as ``policies.train.Args`` fields of the right type, validated as a run validates them
+    (so a bad value is one line now, not a failed run hours later). Values equal to the default are dropped."""
     from policies.agents import AgentError
-    from policies.train import Args, TrainError
+    from policies.train import Args, TrainError, parse_value
 
-    types = {f.name: f.type for f in dataclasses.fields(Args)}
+    defaults = {f.name: f.default for f in dataclasses.fields(Args)}
     out: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
         key = key.strip().replace("-", "_")
-        if not sep or key not in types or key in DRIVER_SET:
+        if not sep or key not in defaults or key in DRIVER_SET:
             raise ExperimentError(f"--train {item!r}: expected KEY=VALUE with KEY a policies.train setting "
                                   f"(not one the driver sets: {', '.join(DRIVER_SET)})")  # fmt: skip
-        kind = {"int": int, "float": float, "bool": lambda t: t.lower() in ("1", "true", "yes")}.get(
-            types[key], str
-        )
         try:
-            out[key] = kind(text.strip())
-        except ValueError:
-            raise ExperimentError(f"--train {item!r}: {key} takes a {types[key]}") from None
+            out[key] = parse_value(key, text)
+        except ValueError as exc:
+            raise ExperimentError(f"--train {item!r}: {exc}") from None
     try:
         dataclasses.replace(Args(), **out).validate()
     except (TrainError, AgentError) as exc:
         raise ExperimentError(f"--train: {exc}") from None
-    return out
+    return {k: v for k, v in out.items() if v != defaults[k]}
 
 
 def parse_settlements(text: str) -> tuple[str, ...]:
-    names = tuple(s.strip() for s in text.split(",") if s.strip())
-    bad = [s for s in names if s not in ("scenario", "daily") and not (s.isdigit() and int(s) >= 1)]
+    names = tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
+    bad = [
+        s
+        for s in names
+        if s not in ("scenario", "daily") and not (s.isascii() and s.isdigit() and int(s) >= 1)
+    ]
     if bad or not names:
         raise ExperimentError(
             f"bad settlement period {', '.join(bad) or repr(text)}: use scenario, daily or a number of slots >= 1"

@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from policies.experiment_settings import MAIN, PLAIN, STUDIES
+from policies.experiment_settings import BUDGETS, MAIN, PLAIN, SHAPER_KNOBS, STUDIES
 from traces.atomic import write_text_atomic
+from traces.revision import short_revision
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 LEARNER_ORDER = ("sac+diffusion", "sac", "sac+mlp", "td3+diffusion")
@@ -512,7 +513,7 @@ def provenance(loaded: dict[str, tuple[pd.DataFrame, dict]]) -> list[str]:
         groups.setdefault(key, []).append(study)
     head = ["| studies | command | commit | scenario | budget | steps/run | seeds | held-out days | started (UTC) |",
             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    rows = [f"| {', '.join(studies)} | `{k[0]}` | `{k[1][:12]}{'+dirty' if k[1].endswith('+dirty') else ''}` | "
+    rows = [f"| {', '.join(studies)} | `{k[0]}` | `{short_revision(k[1])}` | "
             f"{k[2]} | {k[3]} | {k[4]} | {k[5]} | {k[6]} | {k[7]} |" for k, studies in groups.items()]  # fmt: skip
     return head + rows
 
@@ -534,7 +535,9 @@ def budget_text(cfg: dict, studies=STUDIES) -> str:
     settings of studies not in ``studies`` are left out."""
     b = cfg.get("budget", {})
     train = b.get("train", {})
-    shaper = {k: train.get(k, d) for k, d in (("shaper_steps", 5), ("latent", 128), ("eta", 0.4))}
+    from policies.agents import AgentConfig
+
+    shaper = {k: train.get(k, getattr(AgentConfig, k)) for k in SHAPER_KNOBS}
     other = ", ".join(f"{k}={v}" for k, v in train.items())
     parts = {
         "convergence": f"learners {', '.join(b.get('learners', []))} (studies 1-2)",
@@ -556,7 +559,7 @@ def budget_text(cfg: dict, studies=STUDIES) -> str:
         f"Budget `{b.get('name')}` on scenario `{cfg.get('scenario')}`: {b.get('total_steps')} environment steps per "
         f"training run (sparse reward; other settings: {other or 'policies.train defaults'}), seeds "
         f"{', '.join(map(str, b.get('seeds', [])))}, {len(cfg.get('eval_days', []))} held-out days with fixed "
-        f"arrival seeds. Shaper: W = {shaper['shaper_steps']}, M = {shaper['latent']}, eta = {shaper['eta']:g}. "
+        f"arrival seeds. Shaper: {', '.join(f'{SHAPER_KNOBS[k]} = {v:g}' for k, v in shaper.items())}. "
         + "; ".join(c[0].upper() + c[1:] if k == 0 else c for k, c in enumerate(chosen))
         + ". Heuristics and the oracle bound are evaluated in every setting but sensitivity and sparsity (oracle "
         "only). `--full` (scenario `default`, see `policies/experiment_settings.py`) is estimated at "
@@ -631,13 +634,16 @@ def update_readme(readme: Path, out: Path) -> Path:
 INDEX_START, INDEX_END = "<!-- studies:start -->", "<!-- studies:end -->"
 #: Studies whose held-out outcome (% of the oracle bound) the index shows, one row per setting.
 INDEX_STUDIES = ("outcome", "sparsity", "ablations", "prices", "models")
-SHAPER_KEYS = {"shaper_steps": "W", "latent": "M", "eta": "eta"}
+#: Settings that change what is evaluated, not what is trained: not shown as a page's overrides.
+EVAL_ONLY = ("eval_every", "eval_days", "checkpoint_every")
 
 
-def shaper_overrides(cfg: dict) -> str:
-    """The shaper settings a page's budget changed from the defaults (W = 5, M = 128, eta = 0.4), e.g. ``eta=1``."""
-    train = cfg.get("budget", {}).get("train", {})
-    return ", ".join(f"{short}={train[k]:g}" for k, short in SHAPER_KEYS.items() if k in train)
+def run_overrides(cfg: dict) -> str:
+    """The training settings a page changed from its named budget (``--train``), e.g. ``ent_coef=auto_0.1``."""
+    b = cfg.get("budget", {})
+    base = BUDGETS[b["name"]].train if b.get("name") in BUDGETS else {}
+    train = b.get("train", {})
+    return ", ".join(f"{k}={v}" for k, v in train.items() if k not in EVAL_ONLY and base.get(k) != v)
 
 
 def index_cell(table: pd.DataFrame, policy: str, setting: str) -> str:
@@ -663,47 +669,49 @@ def paired_points(table: pd.DataFrame, setting: str) -> str:
 
 def index_rows(page: Path, readme_dir: Path) -> list[str]:
     """Rows of one results page: every setting of its outcome-like studies."""
-    rows, seen = [], set()
+    rows = []
+    has_outcome = load_study(page, "outcome") is not None
     for study in INDEX_STUDIES:
         loaded = load_study(page, study)
         if loaded is None:
             continue
         table, cfg = loaded
         b = cfg.get("budget", {})
-        shaper = shaper_overrides(cfg)
-        link = f"[{page.name}]({os.path.relpath(page / 'README.md', readme_dir)})"
+        changed = run_overrides(cfg)
+        target = page / "README.md" if (page / "README.md").is_file() else page  # a page, else its folder
+        link = f"[{page.name}]({os.path.relpath(target, readme_dir)})"
         run = f"{cfg.get('scenario')}, {b.get('total_steps')} × {len(b.get('seeds', []))}"
         for setting in dict.fromkeys(table.setting):
+            if study == "sparsity" and setting == "settle=scenario" and has_outcome:
+                continue  # by construction the outcome study's own runs (experiments.study_settings): shown once
             t = table[table.setting == setting]
             h = best_heuristic(table, setting)
             cells = [index_cell(table, p, setting) for p in LEARNER_ORDER]
             cells.append(f"{h} {index_cell(table, h, setting)}" if h else "–")
             cells.append(index_cell(table, "production-default", setting))
             cells.append(paired_points(table, setting) if {MAIN, PLAIN} <= set(t.policy) else "–")
-            same_runs = tuple(
-                cells[:2]
-            )  # another study's setting trained the same runs (sparsity's own settlement)
-            if same_runs in seen:
-                continue
-            seen.add(same_runs)
-            name = f"{study}: {setting}" + (f" ({shaper})" if shaper else "")
+            name = f"{study}: {setting}" + (f" ({changed})" if changed else "")
             rows.append(
-                f"| {link} | {name} | {run} | `{cfg.get('commit', '')[:7]}` | " + " | ".join(cells) + " |"
+                f"| {link} | {name} | {run} | `{short_revision(cfg.get('commit', ''))}` | "
+                + " | ".join(cells)
+                + " |"
             )
     return rows
 
 
-def studies_index(pages: list[Path], readme_dir: Path) -> str:
+def studies_index(pages: list[Path], readme: Path) -> str:
     """The generated Markdown between the index markers: one table over every page's held-out outcomes."""
+    readme_dir = readme.resolve().parent
     rows = [r for page in pages for r in index_rows(page, readme_dir)]
     if not rows:
         raise ReportError(f"no study results under {', '.join(map(str, pages))}")
     head = ("| page | study: setting | scenario, steps × seeds | commit | " + " | ".join(LEARNER_ORDER)
             + f" | best heuristic | production default | {MAIN} − {PLAIN} (points, paired by seed, 95% CI) |")  # fmt: skip
+    command = f"python -m policies.report --index {','.join(os.path.relpath(p, readme_dir) for p in pages)}"
     return "\n".join([
         INDEX_START, "",
-        "_Generated by `python -m policies.report --index " + ",".join(os.path.relpath(p, readme_dir) for p in pages)
-        + "` from each page's CSVs; do not edit by hand._ Held-out utility as % of the oracle bound, mean ± 95% "
+        f"_Generated by `{command} --readme {readme.name}` (in the README's folder) from each page's CSVs; do not "
+        "edit by hand._ Held-out utility as % of the oracle bound, mean ± 95% "
         "t-interval over seeds (heuristics are deterministic: one run).",
         "", head, "|" + "---|" * (head.count("|") - 1), *rows, "", INDEX_END,
     ])  # fmt: skip
@@ -720,7 +728,7 @@ def replace_between(text: str, start: str, end: str, section: str) -> str | None
 def update_index(readme: Path, pages: list[Path]) -> Path:
     """Replace the index between its markers (appended at the end of the README if absent)."""
     text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
-    section = studies_index(pages, readme.resolve().parent)
+    section = studies_index(pages, readme)
     new = replace_between(text, INDEX_START, INDEX_END, section)
     return write_text_atomic(readme, new if new is not None else text.rstrip("\n") + "\n\n" + section + "\n")
 

@@ -30,9 +30,9 @@ from policies.agents import (
     build_agent,
     build_shaper,
     check_choice,
+    check_config,
     flat_dims,
     load_agent,
-    sac_ent_coef,
 )
 from policies.delayed import SettlementWrapper
 from policies.eval_callback import HeldOutEvalCallback, held_out_days, is_twin
@@ -106,7 +106,7 @@ class Args(AgentConfig):
     def validate(self) -> None:
         check_choice("algorithm", self.algo, ALGOS)
         check_choice("shaping", self.shaping, SHAPINGS)
-        sac_ent_coef(self.ent_coef)
+        check_config(self)
         if self.reward_mode not in (None, "sparse", "dense"):
             raise TrainError(f"unknown reward mode {self.reward_mode!r}; choose sparse or dense")
         positive = (
@@ -142,19 +142,40 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+def field_types() -> dict[str, type]:
+    """Each ``Args`` field's value type on the command line: bool, int, float or str (``X | None`` gives X)."""
+    out = {}
+    for name, kind in get_type_hints(Args).items():
+        if kind is bool:
+            out[name] = bool
+        else:
+            out[name] = next(
+                (t for t in (int, float, str) if t == kind or t in getattr(kind, "__args__", ())), str
+            )
+    return out
+
+
+def parse_value(name: str, text: str) -> Any:
+    """``text`` as the value of field ``name``; ValueError when it is not one (bool: true/false, yes/no, 1/0)."""
+    kind = field_types()[name]
+    if kind is bool:
+        words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+        if text.strip().lower() not in words:
+            raise ValueError(f"{name} takes true or false, got {text!r}")
+        return words[text.strip().lower()]
+    return kind(text.strip())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m policies.train", description=__doc__.splitlines()[0])
-    docs, hints = field_docs(Args), get_type_hints(Args)
+    docs, types = field_docs(Args), field_types()
     for f in fields(Args):
-        flag, kind = "--" + f.name.replace("_", "-"), hints[f.name]
+        flag, kind = "--" + f.name.replace("_", "-"), types[f.name]
         helptext = f"{docs.get(f.name, '')} (default: {f.default})"
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=helptext)
         else:
-            base = next(
-                (t for t in (int, float, str) if t == kind or t in getattr(kind, "__args__", ())), str
-            )
-            parser.add_argument(flag, type=base, default=f.default, help=helptext)
+            parser.add_argument(flag, type=kind, default=f.default, help=helptext)
     return parser
 
 

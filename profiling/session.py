@@ -120,7 +120,7 @@ def provenance(args, spec, device, dtype, monitor, weights, params, command) -> 
         "prompt_set": prompt_set_name(args.prompts),
         "date": now_iso(),
         "command": command,
-        "code_revision": code_revision(),
+        "code_revision": code_revision(ignore=("traces/profiles",)),  # its own output
         "library_versions": library_versions(),
         "model": spec.name,
         "hub_id": spec.hub_id,

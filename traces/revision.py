@@ -15,14 +15,18 @@ PACKAGES = ("profiling", "traces", "twin", "policies")
 
 def git_commit(root: Path = ROOT, ignore: Iterable[str] = ()) -> str | None:
     """HEAD's hash, with ``+dirty`` when tracked or new files differ (paths in ``ignore`` do not count);
-    None outside a git checkout or without git."""
-    excludes = [f":!{p}" for p in ignore]
+    None where ``root`` is not the top of a git checkout (an installed copy inside some other repository
+    must not report that repository's commit) or git is missing."""
+    git = ["git", "-C", str(root)]
     try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        top = subprocess.run(
+            [*git, "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True
         )
+        if Path(top.stdout.strip()).resolve() != Path(root).resolve():
+            return None
+        head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
         dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", ".", *excludes],
+            [*git, "status", "--porcelain", "--", ".", *(f":!{p}" for p in ignore)],
             capture_output=True,
             text=True,
             check=True,
@@ -44,3 +48,11 @@ def source_hash(root: Path = ROOT, packages: Iterable[str] = PACKAGES) -> str:
 def code_revision(root: Path = ROOT, ignore: Iterable[str] = ()) -> str:
     """``git_commit`` where there is one, else ``sources:<source_hash>``."""
     return git_commit(root, ignore) or f"sources:{source_hash(root)}"
+
+
+def short_revision(revision: str) -> str:
+    """A revision as tables show it: 12 hex digits of a commit (keeping ``+dirty``), a source hash whole."""
+    if revision.startswith("sources:") or not revision:
+        return revision
+    commit, plus, flag = revision.partition("+")
+    return commit[:12] + plus + flag

@@ -144,6 +144,15 @@ def test_unknown_study_is_a_one_line_error(capsys):
 def test_bad_numbers_are_one_line_errors(capsys):
     assert experiments.main(["--quick", "--seeds", "0"]) == 2
     assert capsys.readouterr().err.strip() == "error: --seeds must be >= 1, got 0"
+    for argv in (
+        ["--train", "schedule=bogus"],
+        ["--train", "eta=nan"],
+        ["--settlements", "²"],
+        ["--train", "x"],
+    ):
+        assert experiments.main(["--quick", "--dry-run", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err
     assert experiments.main(["--quick", "--scenario", "nope"]) == 2
     assert "no such scenario" in capsys.readouterr().err
 
@@ -203,6 +212,14 @@ def test_train_settlement_and_ablation_overrides_and_one_plain_run_for_every_eta
     assert (
         experiments.train_job(eta_only, "sac", 0, spec).key()
         == experiments.train_job(base, "sac", 0, spec).key()
+    )
+    ent_only = dataclasses.replace(b, train={**base.train, "ent_coef": "auto_0.1"})  # SAC's, not TD3's
+    assert experiments.train_job(ent_only, "td3+diffusion", 0, spec).key() == (
+        experiments.train_job(base, "td3+diffusion", 0, spec).key()
+    )
+    assert (
+        experiments.train_job(ent_only, "sac", 0, spec).key()
+        != experiments.train_job(base, "sac", 0, spec).key()
     )
     assert experiments.train_job(b, "sac+diffusion", 0, spec).key() != (
         experiments.train_job(base, "sac+diffusion", 0, spec).key()

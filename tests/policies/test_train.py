@@ -87,7 +87,8 @@ def test_agents_update_and_shapers_fit(algo, shaping):
 def test_sac_entropy_coefficient_starts_where_asked(ent_coef, start):
     env = sparse_pendulum()
     model, _ = build_agent("sac", env, "none", dataclasses.replace(TINY, ent_coef=ent_coef), seed=0)
-    if model.log_ent_coef is None:  # a fixed coefficient
+    assert (model.log_ent_coef is None) == (not ent_coef.startswith("auto"))  # learned or fixed, as asked
+    if model.log_ent_coef is None:
         assert float(model.ent_coef_tensor) == pytest.approx(start)
     else:
         assert float(model.log_ent_coef.exp()) == pytest.approx(start)
