@@ -721,7 +721,9 @@ def run(argv: list[str]) -> float | None:
     if ns.dry_run:
         print(describe(p, b, root))
         return None
-    failures = run_all(run_train, list(p.train.values()), root, ns.workers, "training", progress)
+    # seed by seed: an experiment stopped early has every learner on its first seeds (paired), not one learner on all
+    jobs = sorted(p.train.values(), key=lambda j: j.seed)
+    failures = run_all(run_train, jobs, root, ns.workers, "training", progress)
     unique = {j.key(): j for j in p.evals}.values()
     ready = [j for j in unique if j.train is None or (j.train.run_dir(root) / "done.json").is_file()]
     failures += run_all(run_eval, ready, root, ns.workers, "evaluating", progress)
