@@ -24,6 +24,15 @@ SHAPER_KNOBS = {"shaper_steps": "W", "latent": "M", "eta": "eta"}
 #: Ablations of the paper: the environment (or the action) changed, the learner the same.
 ABLATIONS = ("full", "no-transfer", "fixed-30-steps", "no-renewables", "no-battery")
 
+#: The setting of each study that is the base environment trained as the base: by construction the outcome
+#: study's own runs and evaluations again (``experiments.study_settings``), so an index shows it once.
+BASE_SETTINGS = {
+    "prices": "k=1",
+    "models": "heterogeneous",
+    "ablations": "full",
+    "sparsity": "settle=scenario",
+}
+
 
 @dataclass(frozen=True)
 class Budget:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from policies.experiment_settings import BUDGETS, MAIN, PLAIN, SHAPER_KNOBS, STUDIES
+from policies.experiment_settings import BASE_SETTINGS, BUDGETS, MAIN, PLAIN, SHAPER_KNOBS, STUDIES
 from traces.atomic import write_text_atomic
 from traces.revision import short_revision
 
@@ -682,8 +682,8 @@ def index_rows(page: Path, readme_dir: Path) -> list[str]:
         link = f"[{page.name}]({os.path.relpath(target, readme_dir)})"
         run = f"{cfg.get('scenario')}, {b.get('total_steps')} × {len(b.get('seeds', []))}"
         for setting in dict.fromkeys(table.setting):
-            if study == "sparsity" and setting == "settle=scenario" and has_outcome:
-                continue  # by construction the outcome study's own runs (experiments.study_settings): shown once
+            if has_outcome and BASE_SETTINGS.get(study) == setting:
+                continue  # the outcome study's own runs and evaluations again: shown once, as outcome: base
             t = table[table.setting == setting]
             h = best_heuristic(table, setting)
             cells = [index_cell(table, p, setting) for p in LEARNER_ORDER]

@@ -190,6 +190,20 @@ def test_budgets_are_documented_and_distinct():
     assert dataclasses.asdict(quick)["scenario"] == "tiny"
 
 
+def test_base_settings_are_the_outcome_studys_own_runs():
+    """What the index leaves out as a repeat must be the base env trained as the base, with nothing changed."""
+    full = experiment_settings.FULL
+    base = EnvSpec(full.scenario)
+    [outcome] = experiments.study_settings("outcome", full, base)
+    for study, name in experiment_settings.BASE_SETTINGS.items():
+        [(_, spec, train_env, extra)] = [
+            s for s in experiments.study_settings(study, full, base) if s[0] == name
+        ]
+        assert spec == outcome[1] and train_env in ("base", "same") and extra == outcome[3] == {}
+    others = [s for s in experiments.study_settings("ablations", full, base) if s[0] != "full"]
+    assert others and all(spec != base for _, spec, _, _ in others)  # the check can fail
+
+
 def test_command_line_overrides_reach_the_budget():
     ns = experiments.build_parser().parse_args(["--quick", "--total-steps", "500", "--eval-every", "100"])
     b = experiments.resolve_budget(ns)
