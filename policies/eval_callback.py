@@ -1,5 +1,6 @@
-"""Held-out evaluation during training: every ``eval_every`` env steps and at the end, the deterministic policy on
-held-out days spread over its twin's split, in an env of its own; one row per evaluation in ``<run>/eval.csv``."""
+"""Held-out evaluation during training: at the start, every ``eval_every`` env steps and at the end, the
+deterministic policy on held-out days spread over its twin's split, in an env of its own; one row per evaluation
+in ``<run>/eval.csv``."""
 
 from __future__ import annotations
 
@@ -62,8 +63,9 @@ def cheap_inference() -> Iterator[None]:
 
 
 class HeldOutEvalCallback(BaseCallback):
-    """Evaluates at the first rollout start at or after each multiple of ``every`` env steps (after the gradient
-    update of the step before, as checkpoints are saved) and once at the end, unless that step was evaluated.
+    """Evaluates the untrained policy when training starts from step 0 (where learning starts from), then at the
+    first rollout start at or after each multiple of ``every`` env steps (after the gradient update of the step
+    before, as checkpoints are saved) and once at the end, unless that step was evaluated.
 
     ``make_env`` builds the evaluation env (never the training env), lazily, when training starts. On resume
     ``resume(step)`` keeps the rows up to the checkpoint's step and the next evaluation follows on from it."""
@@ -83,6 +85,8 @@ class HeldOutEvalCallback(BaseCallback):
         self.env = self.make_env()
         self.days = held_out_days(self.env, self.n_days)
         self.last_step = self.num_timesteps
+        if self.num_timesteps == 0:
+            self.evaluate()
 
     def _on_rollout_start(self) -> None:
         if self.num_timesteps // self.every > self.last_step // self.every:

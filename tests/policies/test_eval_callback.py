@@ -68,10 +68,10 @@ def trained(tmp_path_factory):
     return root
 
 
-def test_rows_at_every_multiple_and_at_the_end(trained):
+def test_rows_at_the_start_at_every_multiple_and_at_the_end(trained):
     frame = pd.read_csv(trained / "eval" / "eval.csv")
     assert list(frame.columns) == COLUMNS
-    assert frame["step"].tolist() == [40, 80, 100] and (frame["days"] == 1).all()
+    assert frame["step"].tolist() == [0, 40, 80, 100] and (frame["days"] == 1).all()
     assert np.isfinite(frame[list(MONEY)].to_numpy()).all()
     terms = frame["revenue"] - frame["penalty"] - frame["energy_cost"] - frame["transfer_cost"]
     assert np.allclose(frame["utility"], terms)
@@ -105,8 +105,8 @@ def test_resume_keeps_rows_and_drops_those_after_the_checkpoint(trained):
     stale.to_csv(run / "eval.csv", index=False)
     assert main(["--resume", "--run-dir", str(run), "--total-steps", "160", "--no-progress"]) == 0
     after = pd.read_csv(run / "eval.csv")
-    assert after["step"].tolist() == [40, 80, 100, 120, 160]
-    pd.testing.assert_frame_equal(after.iloc[:3], before)
+    assert after["step"].tolist() == [0, 40, 80, 100, 120, 160]
+    pd.testing.assert_frame_equal(after.iloc[:4], before)
     assert (after["utility"] > -1e9).all()
 
 
@@ -131,7 +131,7 @@ def test_an_experiment_variant_run_evaluates_and_loads_for_its_scenario(tmp_path
                 run_dir=str(run), progress=False, tensorboard=False)  # fmt: skip
     train(args)
     frame = pd.read_csv(run / "eval.csv")
-    assert frame["step"].tolist() == [50, 60]
+    assert frame["step"].tolist() == [0, 50, 60]
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["env_spec"] == EnvSpec("tiny").to_dict() and (run / "scenario.toml").is_file()
 
