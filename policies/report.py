@@ -138,23 +138,23 @@ def curve_band(curves: pd.DataFrame, window: int) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def convergence_figure(curves: pd.DataFrame, path: Path, config: dict) -> None:
-    """Left: utility per training episode; right: the same minus plain SAC's on the same episode (paired)."""
+def convergence_figure(curves: pd.DataFrame, path: Path, config: dict, by_setting: bool = False) -> None:
+    """Left: utility per training episode; right: the same minus plain SAC's on the same episode (paired, within
+    a setting). ``by_setting``: one curve per policy and setting, labelled with both."""
     from policies.experiments import paired_to_plain
 
-    episodes = curves.groupby(["policy", "seed"]).size().max()
+    episodes = curves.groupby(["policy", "setting", "seed"]).size().max()
     window = max(1, int(episodes) // 10)
     held = held_out_curves(curves)
     what, unit = ("held-out utility", "evaluation") if held else ("training-episode utility", "episode")
     paired = curves.assign(utility=paired_to_plain(curves)).dropna(subset=["utility"])
+    paired = paired[paired.policy != PLAIN]
+    if by_setting:
+        curves, paired = (f.assign(policy=f.policy + " " + f.setting) for f in (curves, paired))
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
     for ax, data, ylabel in (
         (axes[0], curves, f"{what} ({currency(config)}/day)"),
-        (
-            axes[1],
-            paired[paired.policy != PLAIN],
-            f"minus {PLAIN} on the same {unit} ({currency(config)}/day)",
-        ),
+        (axes[1], paired, f"minus {PLAIN} on the same {unit} ({currency(config)}/day)"),
     ):
         if data.empty:
             continue
@@ -256,8 +256,7 @@ def study_figures(
         convergence_figure(curves, folder / "convergence.png", config)
         made.append(folder / "convergence.png")
     if study == "sparsity" and not curves.empty:
-        labelled = curves.assign(policy=curves.policy + " " + curves.setting)
-        convergence_figure(labelled, folder / "sparsity_curves.png", config)
+        convergence_figure(curves, folder / "sparsity_curves.png", config, by_setting=True)
         made.append(folder / "sparsity_curves.png")
     if table.empty or study == "convergence":
         return made
@@ -619,6 +618,21 @@ def results_section(out: Path, readme_dir: Path) -> str:
     return "\n".join(md)
 
 
+def redraw_figures(out: Path) -> list[Path]:
+    """Every study's figures under ``out`` drawn again from its CSVs, so a page made by older code shows what the
+    current report draws (the experiments driver draws them itself when it writes a study)."""
+    made = []
+    for study in STUDIES:
+        loaded = load_study(out, study)
+        if loaded is None:
+            continue
+        table, config = loaded
+        path = out / study / f"{study}_curves.csv"
+        curves = pd.read_csv(path) if path.is_file() else pd.DataFrame()
+        made += study_figures(study, out / study, table, curves, config)
+    return made
+
+
 def update_readme(readme: Path, out: Path) -> Path:
     """Replace the text between the markers (adding a "## Results" heading and markers at the end if absent)."""
     text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
@@ -735,7 +749,9 @@ def update_index(readme: Path, pages: list[Path]) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m policies.report", description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="results", help="results folder written by policies.experiments")
+    ap.add_argument(
+        "--out", default="results", help="results folder written by policies.experiments (figures redrawn)"
+    )
     ap.add_argument("--readme", default="README.md", help="README whose results section is replaced")
     ap.add_argument(
         "--index",
@@ -749,6 +765,7 @@ def main(argv: list[str] | None = None) -> int:
             path = update_index(Path(args.readme), pages)
             print(f"studies index written to {path}")
             return 0
+        redraw_figures(Path(args.out))
         path = update_readme(Path(args.readme), Path(args.out))
     except (ReportError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

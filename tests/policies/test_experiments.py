@@ -4,6 +4,7 @@ the generated README section matching the CSVs, twin variants, and one-line erro
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -133,6 +134,20 @@ def test_index_of_pages_comes_from_their_csvs_and_replaces_itself(finished, caps
     assert "sparsity: settle=scenario" not in text  # the outcome's own runs again: one row, not two
     assert report.main(["--index", str(tmp / "nowhere"), "--readme", str(readme)]) == 2
     assert capsys.readouterr().err.startswith("error: no study results under")
+
+
+def test_a_page_redraws_its_figures_from_its_csvs(finished, tmp_path):
+    import shutil
+
+    tmp, _, _ = finished
+    page = tmp_path / "page"
+    shutil.copytree(tmp / "results", page)
+    figures = sorted(p.relative_to(page) for p in page.rglob("*.png"))
+    assert figures and Path("sparsity/sparsity_curves.png") in figures
+    for p in page.rglob("*.png"):
+        p.unlink()
+    assert report.main(["--out", str(page), "--readme", str(page / "README.md")]) == 0
+    assert sorted(p.relative_to(page) for p in page.rglob("*.png")) == figures
 
 
 def test_unknown_study_is_a_one_line_error(capsys):
