@@ -475,11 +475,38 @@ def found_sensitivity(t: pd.DataFrame) -> list[str]:
     return [head + "; ".join(lines) + "."]
 
 
-def found_sparsity(t: pd.DataFrame) -> list[str]:
-    return found_by_setting(t, "Sparsity (settlement period in slots; scenario = its own)")
+def load_curves(out: Path, study: str) -> pd.DataFrame:
+    path = out / study / f"{study}_curves.csv"
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame()
 
 
-def findings(loaded: dict[str, tuple[pd.DataFrame, dict]]) -> list[str]:
+def curve_course(curves: pd.DataFrame, cur: str) -> list[str]:
+    """Per setting and learner: the seed-mean curve's first, best and last point, and the shaper's correlation
+    with the hidden per-slot utility at the first and last point (does training improve on where it starts?).
+    Held-out curves only: training episodes are different days at every point."""
+    if curves.empty or not held_out_curves(curves):
+        return []
+    parts = []
+    for (setting, policy), g in curves.groupby(["setting", "policy"], sort=False):
+        mean = g.groupby("step").mean(numeric_only=True)
+        u = mean.utility
+        text = (f"{setting} {policy}: {fmt(u.iloc[0])} at step {u.index[0]}, best {fmt(u.max())} at step "
+                f"{u.idxmax()}, {fmt(u.iloc[-1])} at step {u.index[-1]}")  # fmt: skip
+        corr = mean.get("shaper_corr_hidden", pd.Series(dtype=float)).dropna()
+        if len(corr):
+            text += f" (shaper term's correlation with the hidden per-slot utility {fmt(corr.iloc[0])} -> {fmt(corr.iloc[-1])})"
+        parts.append(text)
+    head = f"**Learning curves** (mean over seeds of the held-out evaluations during training, {cur}/day): "
+    return [head + "; ".join(parts) + "."]
+
+
+def found_sparsity(t: pd.DataFrame, curves: pd.DataFrame, cur: str) -> list[str]:
+    return found_by_setting(t, "Sparsity (settlement period in slots; scenario = its own)") + curve_course(
+        curves, cur
+    )
+
+
+def findings(loaded: dict[str, tuple[pd.DataFrame, dict]], folder: Path) -> list[str]:
     out = []
     cur = currency(next(iter(loaded.values()))[1]) if loaded else "currency"
     handlers = {
@@ -489,7 +516,7 @@ def findings(loaded: dict[str, tuple[pd.DataFrame, dict]]) -> list[str]:
         "models": lambda t: found_by_setting(t, "Model heterogeneity"),
         "ablations": found_ablations,
         "sensitivity": found_sensitivity,
-        "sparsity": found_sparsity,
+        "sparsity": lambda t: found_sparsity(t, load_curves(folder, "sparsity"), cur),
     }
     for study, (table, _) in loaded.items():
         out += handlers[study](table)
@@ -607,7 +634,7 @@ def results_section(out: Path, readme_dir: Path) -> str:
           f"`{os.path.relpath(out, readme_dir)}/`; do not edit by hand._", ""]  # fmt: skip
     md += ["Produced by:", "", *provenance(loaded), "", compute_text(loaded), ""]
     md += [budget_text(next(iter(loaded.values()))[1], tuple(loaded)), ""]
-    md += ["### What we found", "", *(f"- {line}" for line in findings(loaded)), ""]
+    md += ["### What we found", "", *(f"- {line}" for line in findings(loaded, out)), ""]
     for study, (table, _) in loaded.items():
         md += [f"### {TITLES[study]}", "", NOTES[study], ""]
         for png in sorted((out / study).glob("*.png")):
@@ -627,9 +654,7 @@ def redraw_figures(out: Path) -> list[Path]:
         if loaded is None:
             continue
         table, config = loaded
-        path = out / study / f"{study}_curves.csv"
-        curves = pd.read_csv(path) if path.is_file() else pd.DataFrame()
-        made += study_figures(study, out / study, table, curves, config)
+        made += study_figures(study, out / study, table, load_curves(out, study), config)
     return made
 
 

@@ -150,6 +150,25 @@ def test_a_page_redraws_its_figures_from_its_csvs(finished, tmp_path):
     assert sorted(p.relative_to(page) for p in page.rglob("*.png")) == figures
 
 
+def test_curve_course_names_where_a_curve_starts_peaks_and_ends():
+    rows = [
+        {
+            "setting": "s",
+            "policy": "sac",
+            "seed": seed,
+            "step": step,
+            "utility": u + seed,
+            "curve_source": "held-out",
+        }
+        for seed in (0, 2)
+        for step, u in ((0, 10.0), (100, 30.0), (200, 20.0))
+    ]
+    [line] = report.curve_course(pd.DataFrame(rows), "EUR")
+    assert "s sac: 11.00 at step 0, best 31.00 at step 100, 21.00 at step 200" in line and "held-out" in line
+    assert report.curve_course(pd.DataFrame(), "EUR") == []
+    assert report.curve_course(pd.DataFrame(rows).assign(curve_source="training"), "EUR") == []
+
+
 def test_unknown_study_is_a_one_line_error(capsys):
     assert experiments.main(["--quick", "--only", "bogus"]) == 2
     err = capsys.readouterr().err.strip()
