@@ -494,16 +494,16 @@ def curve_course(curves: pd.DataFrame, cur: str) -> list[str]:
                 f"{u.idxmax()}, {fmt(u.iloc[-1])} at step {u.index[-1]}")  # fmt: skip
         corr = mean.get("shaper_corr_hidden", pd.Series(dtype=float)).dropna()
         if len(corr):
-            text += f" (shaper term's correlation with the hidden per-slot utility {fmt(corr.iloc[0])} -> {fmt(corr.iloc[-1])})"
+            ends = f"{fmt(corr.iloc[0])} -> {fmt(corr.iloc[-1])}"
+            text += f" (shaper term's correlation with the hidden per-slot utility {ends})"
         parts.append(text)
     head = f"**Learning curves** (mean over seeds of the held-out evaluations during training, {cur}/day): "
     return [head + "; ".join(parts) + "."]
 
 
 def found_sparsity(t: pd.DataFrame, curves: pd.DataFrame, cur: str) -> list[str]:
-    return found_by_setting(t, "Sparsity (settlement period in slots; scenario = its own)") + curve_course(
-        curves, cur
-    )
+    label = "Sparsity (settlement period in slots; scenario = its own)"
+    return found_by_setting(t, label) + curve_course(curves, cur)
 
 
 def findings(loaded: dict[str, tuple[pd.DataFrame, dict]], folder: Path) -> list[str]:
