@@ -14,7 +14,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
-from policies.replay import ShapedReplayBuffer
+from policies.replay import REWARD_MIXES, ShapedReplayBuffer
 from policies.shapers import DiffusionShaper, MLPShaper, PotentialShaper, RewardShaper, ShaperError
 from policies.shapers.base import pearson
 
@@ -55,7 +55,11 @@ class AgentConfig:
     td3_noise: float = 0.1
     """std of TD3's Gaussian exploration noise"""
     eta: float = 0.4
-    """weight of the shaping term in r_env + eta * r_hat (paper summary: 0.4 best)"""
+    """weight of the shaping term in r_env + eta * r_hat (paper summary: 0.4 best); reward_mix add only"""
+    reward_mix: str = "add"
+    """how the replay buffer shapes sampled rewards: add (r_env + eta * r_hat, the paper's) | redistribute
+    (each settled period's amount spread over its slots as r_hat + the period's residual, mean R / L without a
+    shaper: see policies/replay.py)"""
     shaper_steps: int = 5
     """denoising steps W of the diffusion shaper (paper summary: 5 best of 3, 5, 7)"""
     latent: int = 128
@@ -103,6 +107,7 @@ def check_config(cfg: AgentConfig) -> None:
     from policies.shapers.diffusion import SCHEDULES
 
     check_choice("noise schedule", cfg.schedule, SCHEDULES)
+    check_choice("reward mix", cfg.reward_mix, REWARD_MIXES)
     sac_ent_coef(cfg.ent_coef)
     at_least_one = ("buffer_size", "batch_size", "train_freq", "gradient_steps", "net_width", "shaper_steps", "latent",
                     "shaper_hidden", "shaper_fit_every", "shaper_updates", "shaper_periods", "shaper_max_slots")  # fmt: skip
@@ -183,7 +188,7 @@ def build_agent(
         gradient_steps=cfg.gradient_steps,
         policy_kwargs={"net_arch": [cfg.net_width, cfg.net_width]},
         replay_buffer_class=ShapedReplayBuffer,
-        replay_buffer_kwargs={"eta": cfg.eta, "gamma": cfg.gamma},
+        replay_buffer_kwargs={"eta": cfg.eta, "gamma": cfg.gamma, "mix": cfg.reward_mix},
         tensorboard_log=tensorboard_log,
         seed=seed,
         device=cfg.device,
@@ -264,6 +269,7 @@ class ShaperCallback(BaseCallback):
         stats: list[dict[str, float]] = []
         for _ in range(self.updates):
             stats.append(self.shaper.fit_batch(self.buffer.sample_periods(self.periods, self.max_slots)))
+        self.buffer.refresh_periods(self.max_slots)
         self.n_fits += 1
         self.last = {k: float(np.nanmean([s.get(k, np.nan) for s in stats])) for k in stats[-1]}
         self.last.update(self.diagnostics())

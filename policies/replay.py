@@ -1,5 +1,6 @@
-"""A Stable-Baselines3 replay buffer that keeps raw rewards in storage, adds ``eta`` times a learned shaping
-term to every sampled reward, and records settlement periods so shapers can be fitted on whole periods."""
+"""A Stable-Baselines3 replay buffer that keeps raw rewards in storage, shapes every sampled reward with a learned
+term (added, or as a return-preserving redistribution of each settled period), and records settlement periods so
+shapers can be fitted on whole periods."""
 
 from __future__ import annotations
 
@@ -12,9 +13,19 @@ from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
 from policies.shapers.base import PeriodBatch, RewardShaper, ShaperError
 
+#: How the buffer turns a stored reward into the sampled one (``AgentConfig.reward_mix``).
+REWARD_MIXES = ("add", "redistribute")
+
 
 class ShapedReplayBuffer(ReplayBuffer):
-    """``ReplayBuffer`` whose samples carry ``r_env + eta * shaping_term`` while ``self.rewards`` stays raw.
+    """``ReplayBuffer`` whose samples carry a shaped reward while ``self.rewards`` stays raw.
+
+    ``mix="add"`` (the paper's): ``r_env + eta * term``. ``mix="redistribute"`` (return-equivalent, as RUDDER):
+    a slot of a settled period gets ``term + (R - sum of the term over the period) / L``, so the period's
+    rewards still sum to its settled amount ``R`` but no longer arrive as one spike at the settlement; with no
+    shaper (or before it is fitted) that is the uniform redistribution ``R / L`` (IRCR, Gangwani et al. 2020).
+    Slots of a period not yet settled get the term alone. The period sums of the term are refreshed after each
+    shaper fit (``refresh_periods``), on at most ``max_slots`` sampled slots per period; ``eta`` is unused.
 
     A settlement period is the run of one env's transitions up to and including a slot whose info says
     ``settled`` (or, if the env never sets that key, whose reward is non-zero), or the episode's end. Each
@@ -28,20 +39,29 @@ class ShapedReplayBuffer(ReplayBuffer):
         *args: Any,
         eta: float = 0.4,
         gamma: float = 0.99,
+        mix: str = "add",
         settle_key: str = "settled",
         hidden_key: str = "utility",
         **kwargs: Any,
     ):
         if kwargs.get("optimize_memory_usage"):
             raise ShaperError("ShapedReplayBuffer does not support optimize_memory_usage")
+        if mix not in REWARD_MIXES:
+            raise ShaperError(f"unknown reward mix {mix!r}; choose one of {', '.join(REWARD_MIXES)}")
         super().__init__(*args, **kwargs)
-        self.eta, self.gamma = float(eta), float(gamma)
+        if mix == "redistribute" and self.n_envs != 1:  # SB3 draws the sampled envs inside _get_samples
+            raise ShaperError(f"reward mix 'redistribute' needs one env, got {self.n_envs}")
+        self.eta, self.gamma, self.mix = float(eta), float(gamma), mix
         self.settle_key, self.hidden_key = settle_key, hidden_key
         shape = (self.buffer_size, self.n_envs)
         self.period_ids = np.zeros(shape, dtype=np.int64)  # 0 = never written
         self.period_step = np.zeros(shape, dtype=np.int64)
         self.closes = np.zeros(shape, dtype=bool)
         self.hidden = np.full(shape, np.nan, dtype=np.float32)
+        # redistribute: per slot its settled period's mean reward R / L (NaN while the period is open) and the
+        # period's mean shaping term at the last refresh
+        self.period_mean = np.full(shape, np.nan, dtype=np.float32)
+        self.period_term = np.zeros(shape, dtype=np.float32)
         self._next_id = 1
         self._cur_id = np.arange(1, self.n_envs + 1, dtype=np.int64)
         self._next_id += self.n_envs
@@ -61,6 +81,10 @@ class ShapedReplayBuffer(ReplayBuffer):
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        if "mix" not in state:  # pickled before the reward mix existed: the paper's additive shaping
+            self.mix = "add"
+            self.period_mean = np.full(self.rewards.shape, np.nan, dtype=np.float32)
+            self.period_term = np.zeros(self.rewards.shape, dtype=np.float32)
 
     # --- storage ----------------------------------------------------------------------------------------
     def add(self, obs, next_obs, action, reward, done, infos: list[dict[str, Any]]) -> None:
@@ -77,10 +101,19 @@ class ShapedReplayBuffer(ReplayBuffer):
         self.period_step[pos] = self._cur_step
         self.closes[pos] = settled | done
         self.hidden[pos] = [float(info.get(self.hidden_key, np.nan)) for info in infos]
+        self.period_mean[pos], self.period_term[pos] = np.nan, 0.0
         super().add(obs, next_obs, action, reward, done, infos)
         self._cur_step += 1
         for e in np.flatnonzero(self.closes[pos]):
+            if self.period_step[pos, e] < self.buffer_size:  # else its first slots were overwritten already
+                slots = self.period_slots(pos, e)
+                self.period_mean[slots, e] = self.rewards[slots, e].mean()
             self._start_period(e)
+
+    def period_slots(self, end: int, env_idx: int) -> np.ndarray:
+        """Buffer positions of the period that ends at ``end`` (oldest first)."""
+        n = int(self.period_step[end, env_idx]) + 1
+        return (end - n + 1 + np.arange(n)) % self.buffer_size
 
     def _start_period(self, env_idx: int) -> None:
         self._cur_id[env_idx] = self._next_id
@@ -93,17 +126,54 @@ class ShapedReplayBuffer(ReplayBuffer):
             self._start_period(e)
 
     # --- shaped sampling --------------------------------------------------------------------------------
+    @property
+    def shaping_active(self) -> bool:
+        return self.shaper is not None and self.shaping_enabled
+
     def _get_samples(self, batch_inds: np.ndarray, env=None) -> ReplayBufferSamples:
         samples = super()._get_samples(batch_inds, env)
-        if self.shaper is None or not self.shaping_enabled or self.eta == 0:
+        if self.mix == "add" and (not self.shaping_active or self.eta == 0):
             return samples
+        term = torch.zeros_like(samples.rewards)
+        if self.shaping_active:
+            with torch.no_grad():
+                self.shaper.eval()
+                term = self.shaper.shaping_term(
+                    samples.observations,
+                    samples.actions,
+                    samples.next_observations,
+                    samples.dones,
+                    self.gamma,
+                ).reshape(-1, 1)
+            self.last_shaping = {"term_mean": float(term.mean()), "term_std": float(term.std())}
+        if self.mix == "add":
+            return samples._replace(rewards=samples.rewards + self.eta * term)
+        mean = self.period_mean[batch_inds, 0]
+        offset = np.where(np.isnan(mean), 0.0, mean - self.shaping_active * self.period_term[batch_inds, 0])
+        return samples._replace(rewards=term + self.to_torch(offset.astype(np.float32)).reshape(-1, 1))
+
+    def refresh_periods(self, max_slots: int = 64) -> None:
+        """Redistribute: each stored settled period's mean shaping term, on at most ``max_slots`` random slots
+        (after a shaper fit; the sampled rewards then sum to the settled amounts over each period again)."""
+        if self.mix != "redistribute" or self.shaper is None:
+            return
+        ends_pos, ends_env = self.complete_period_ends()
+        periods = [self.period_slots(p, e) for p, e in zip(ends_pos, ends_env, strict=True)]
+        rng = np.random  # the global RNG, which SB3 seeds
+        chosen = [s if len(s) <= max_slots else rng.choice(s, max_slots, replace=False) for s in periods]
+        if not chosen:
+            return
+        idx = np.concatenate(chosen)
+        t = self.to_torch
         with torch.no_grad():
             self.shaper.eval()
             term = self.shaper.shaping_term(
-                samples.observations, samples.actions, samples.next_observations, samples.dones, self.gamma
-            ).reshape(-1, 1)
-        self.last_shaping = {"term_mean": float(term.mean()), "term_std": float(term.std())}
-        return samples._replace(rewards=samples.rewards + self.eta * term)
+                t(self.observations[idx, 0]), t(self.actions[idx, 0]), t(self.next_observations[idx, 0]),
+                t(self.dones[idx, 0] * (1 - self.timeouts[idx, 0])), self.gamma,
+            ).cpu().numpy()  # fmt: skip
+        bounds = np.cumsum([0] + [len(c) for c in chosen])
+        for slots, lo, hi in zip(periods, bounds[:-1], bounds[1:], strict=True):
+            self.period_term[slots, 0] = term[lo:hi].mean()
 
     # --- periods for fitting shapers --------------------------------------------------------------------
     def complete_period_ends(self) -> tuple[np.ndarray, np.ndarray]:

@@ -156,10 +156,10 @@ def test_potential_term_and_fit():
 # --- the shaped replay buffer --------------------------------------------------------------------------------
 
 
-def make_buffer(size: int = 64, eta: float = 0.4) -> ShapedReplayBuffer:
+def make_buffer(size: int = 64, eta: float = 0.4, mix: str = "add") -> ShapedReplayBuffer:
     obs_space = spaces.Box(-10, 10, (OBS,), np.float32)
     act_space = spaces.Box(-1, 1, (ACT,), np.float32)
-    return ShapedReplayBuffer(size, obs_space, act_space, device="cpu", eta=eta, gamma=0.9)
+    return ShapedReplayBuffer(size, obs_space, act_space, device="cpu", eta=eta, gamma=0.9, mix=mix)
 
 
 def fill(buffer: ShapedReplayBuffer, n: int, period: int = 4, start: int = 0) -> None:
@@ -191,6 +191,61 @@ def test_buffer_keeps_raw_rewards_and_shapes_samples():
     buffer.shaping_enabled = False
     np.random.seed(0)  # noqa: NPY002 (SB3 samples from the global RNG)
     assert torch.allclose(buffer.sample(32).rewards, raw_sampled)
+
+
+def sampled_rewards(buffer: ShapedReplayBuffer, n: int) -> np.ndarray:
+    """The shaped rewards of stored positions 0..n-1, in order."""
+    return buffer._get_samples(np.arange(n)).rewards.reshape(-1).numpy()
+
+
+def test_redistribution_without_a_shaper_spreads_each_settled_amount_uniformly():
+    buffer = make_buffer(mix="redistribute")
+    fill(buffer, 10, period=4)  # settled 3 at t=3 and 7 at t=7; t=8, 9 still open
+    assert np.allclose(sampled_rewards(buffer, 10), [0.75] * 4 + [1.75] * 4 + [0.0, 0.0])
+    assert buffer.rewards[:10, 0].tolist() == [0, 0, 0, 3, 0, 0, 0, 7, 0, 0]  # storage untouched
+
+
+def test_redistribution_with_a_shaper_keeps_every_period_sum_and_its_credit():
+    torch.manual_seed(0)
+    buffer = make_buffer(mix="redistribute")
+    fill(buffer, 10, period=4)
+    shaper = MLPShaper(OBS, ACT, hidden=16, reward_bound=3.0)
+    buffer.attach_shaper(shaper)
+    buffer.refresh_periods(max_slots=64)  # fitted but not enabled yet: still the uniform spread
+    assert np.allclose(sampled_rewards(buffer, 10)[:8], [0.75] * 4 + [1.75] * 4)
+    buffer.shaping_enabled = True
+    rewards = sampled_rewards(buffer, 10)
+    obs = torch.as_tensor(buffer.observations[:10, 0])
+    term = shaper.step_reward(obs, torch.zeros(10, ACT)).detach().numpy()
+    assert np.allclose(rewards[:4].sum(), 3.0, atol=1e-5) and np.allclose(rewards[4:8].sum(), 7.0, atol=1e-5)
+    # within a period the rewards differ as r_hat does (its credit assignment)
+    assert np.allclose(np.diff(rewards[:4]), np.diff(term[:4]), atol=1e-5)
+    assert np.allclose(rewards[8:], term[8:], atol=1e-6)  # the open period: the term alone
+
+
+def test_redistribution_forgets_overwritten_slots():
+    buffer = make_buffer(size=6, mix="redistribute")
+    fill(buffer, 8, period=4)  # positions 0, 1 now hold t=6, 7 of the second period, settled with 7
+    assert np.allclose(sampled_rewards(buffer, 6), [1.75, 1.75, 0.75, 0.75, 1.75, 1.75])
+
+
+def test_bad_reward_mix_is_a_clear_error():
+    with pytest.raises(ShaperError, match="unknown reward mix 'spread'"):
+        make_buffer(mix="spread")
+    obs_space, act_space = spaces.Box(-1, 1, (OBS,), np.float32), spaces.Box(-1, 1, (ACT,), np.float32)
+    with pytest.raises(ShaperError, match="needs one env"):
+        ShapedReplayBuffer(8, obs_space, act_space, device="cpu", n_envs=2, mix="redistribute")
+
+
+def test_buffer_pickled_before_the_reward_mix_loads_as_additive():
+    buffer = make_buffer()
+    fill(buffer, 8)
+    state = buffer.__dict__.copy()
+    for key in ("mix", "period_mean", "period_term"):
+        del state[key]
+    old = ShapedReplayBuffer.__new__(ShapedReplayBuffer)
+    old.__setstate__(state)
+    assert old.mix == "add" and np.allclose(sampled_rewards(old, 8), buffer.rewards[:8, 0])
 
 
 def test_buffer_pickles_without_the_shaper():
