@@ -55,11 +55,12 @@ class AgentConfig:
     td3_noise: float = 0.1
     """std of TD3's Gaussian exploration noise"""
     eta: float = 0.4
-    """weight of the shaping term in r_env + eta * r_hat (paper summary: 0.4 best); reward_mix add only"""
+    """weight of the shaping term in r_env + eta * r_hat (paper summary: 0.4 best), or of r_hat's credit
+    assignment in reward_mix redistribute"""
     reward_mix: str = "add"
     """how the replay buffer shapes sampled rewards: add (r_env + eta * r_hat, the paper's) | redistribute
-    (each settled period's amount spread over its slots as r_hat + the period's residual, mean R / L without a
-    shaper: see policies/replay.py)"""
+    (each settled period's amount R spread over its L slots, R / L + eta * (r_hat - its period mean); R / L
+    without a shaper: see policies/replay.py)"""
     shaper_steps: int = 5
     """denoising steps W of the diffusion shaper (paper summary: 5 best of 3, 5, 7)"""
     latent: int = 128

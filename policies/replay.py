@@ -21,11 +21,12 @@ class ShapedReplayBuffer(ReplayBuffer):
     """``ReplayBuffer`` whose samples carry a shaped reward while ``self.rewards`` stays raw.
 
     ``mix="add"`` (the paper's): ``r_env + eta * term``. ``mix="redistribute"`` (return-equivalent, as RUDDER):
-    a slot of a settled period gets ``term + (R - sum of the term over the period) / L``, so the period's
-    rewards still sum to its settled amount ``R`` but no longer arrive as one spike at the settlement; with no
-    shaper (or before it is fitted) that is the uniform redistribution ``R / L`` (IRCR, Gangwani et al. 2020).
-    Slots of a period not yet settled get the term alone. The period sums of the term are refreshed after each
-    shaper fit (``refresh_periods``), on at most ``max_slots`` sampled slots per period; ``eta`` is unused.
+    a slot of a settled period of L slots that paid R gets ``R / L + eta * (term - the term's mean over the
+    period)``, so the period's rewards still sum to R but no longer arrive as one spike at the settlement, and
+    the shaper moves credit between its slots (eta = 1: all of r_hat's; eta = 0 or no shaper: the uniform
+    spread ``R / L``, IRCR, Gangwani et al. 2020). Slots of a period not yet settled get ``eta * term``. The
+    term's period means are refreshed after each shaper fit (``refresh_periods``), on at most ``max_slots``
+    sampled slots per period.
 
     A settlement period is the run of one env's transitions up to and including a slot whose info says
     ``settled`` (or, if the env never sets that key, whose reward is non-zero), or the episode's end. Each
@@ -59,7 +60,7 @@ class ShapedReplayBuffer(ReplayBuffer):
         self.closes = np.zeros(shape, dtype=bool)
         self.hidden = np.full(shape, np.nan, dtype=np.float32)
         # redistribute: per slot its settled period's mean reward R / L (NaN while the period is open) and the
-        # period's mean shaping term at the last refresh
+        # period's mean shaping term at the last refresh, times eta
         self.period_mean = np.full(shape, np.nan, dtype=np.float32)
         self.period_term = np.zeros(shape, dtype=np.float32)
         self._next_id = 1
@@ -150,7 +151,8 @@ class ShapedReplayBuffer(ReplayBuffer):
             return samples._replace(rewards=samples.rewards + self.eta * term)
         mean = self.period_mean[batch_inds, 0]
         offset = np.where(np.isnan(mean), 0.0, mean - self.shaping_active * self.period_term[batch_inds, 0])
-        return samples._replace(rewards=term + self.to_torch(offset.astype(np.float32)).reshape(-1, 1))
+        offset = self.to_torch(offset.astype(np.float32)).reshape(-1, 1)
+        return samples._replace(rewards=offset + self.eta * term)
 
     def refresh_periods(self, max_slots: int = 64) -> None:
         """Redistribute: each stored settled period's mean shaping term, on at most ``max_slots`` random slots
@@ -173,7 +175,7 @@ class ShapedReplayBuffer(ReplayBuffer):
             ).cpu().numpy()  # fmt: skip
         bounds = np.cumsum([0] + [len(c) for c in chosen])
         for slots, lo, hi in zip(periods, bounds[:-1], bounds[1:], strict=True):
-            self.period_term[slots, 0] = term[lo:hi].mean()
+            self.period_term[slots, 0] = self.eta * term[lo:hi].mean()
 
     # --- periods for fitting shapers --------------------------------------------------------------------
     def complete_period_ends(self) -> tuple[np.ndarray, np.ndarray]:

@@ -205,9 +205,10 @@ def test_redistribution_without_a_shaper_spreads_each_settled_amount_uniformly()
     assert buffer.rewards[:10, 0].tolist() == [0, 0, 0, 3, 0, 0, 0, 7, 0, 0]  # storage untouched
 
 
-def test_redistribution_with_a_shaper_keeps_every_period_sum_and_its_credit():
+@pytest.mark.parametrize("eta", [0.4, 1.0])
+def test_redistribution_with_a_shaper_keeps_every_period_sum_and_moves_credit_by_eta(eta):
     torch.manual_seed(0)
-    buffer = make_buffer(mix="redistribute")
+    buffer = make_buffer(mix="redistribute", eta=eta)
     fill(buffer, 10, period=4)
     shaper = MLPShaper(OBS, ACT, hidden=16, reward_bound=3.0)
     buffer.attach_shaper(shaper)
@@ -218,9 +219,9 @@ def test_redistribution_with_a_shaper_keeps_every_period_sum_and_its_credit():
     obs = torch.as_tensor(buffer.observations[:10, 0])
     term = shaper.step_reward(obs, torch.zeros(10, ACT)).detach().numpy()
     assert np.allclose(rewards[:4].sum(), 3.0, atol=1e-5) and np.allclose(rewards[4:8].sum(), 7.0, atol=1e-5)
-    # within a period the rewards differ as r_hat does (its credit assignment)
-    assert np.allclose(np.diff(rewards[:4]), np.diff(term[:4]), atol=1e-5)
-    assert np.allclose(rewards[8:], term[8:], atol=1e-6)  # the open period: the term alone
+    # within a period the rewards differ as eta * r_hat does (its credit assignment)
+    assert np.allclose(np.diff(rewards[:4]), eta * np.diff(term[:4]), atol=1e-5)
+    assert np.allclose(rewards[8:], eta * term[8:], atol=1e-6)  # the open period: the term alone
 
 
 def test_redistribution_forgets_overwritten_slots():

@@ -83,6 +83,27 @@ def test_agents_update_and_shapers_fit(algo, shaping):
     env.close()
 
 
+@pytest.mark.parametrize("shaping", ["none", "diffusion"])
+def test_redistributed_training_samples_rewards_that_keep_each_settled_amount(shaping):
+    env = sparse_pendulum()  # settles every 4 steps
+    model, shaper = build_agent(
+        "sac", env, shaping, dataclasses.replace(TINY, reward_mix="redistribute"), seed=0
+    )
+    callbacks = [ShaperCallback(shaper, start=60, fit_every=30, updates=2, periods=8)] if shaper else []
+    model.learn(STEPS, callback=callbacks)
+    buffer = model.replay_buffer
+    assert buffer.mix == "redistribute" and model._n_updates > 0
+    if shaper is not None:  # the period sums of the term were refreshed after the fits
+        assert buffer.shaping_enabled and np.any(buffer.period_term[:STEPS, 0] != 0)
+        buffer.shaping_enabled = (
+            False  # the uniform spread below; with the shaper it is checked in test_shapers
+        )
+    rewards = buffer._get_samples(np.arange(STEPS)).rewards.reshape(-1, 4).numpy()
+    settled = buffer.rewards[:STEPS, 0].reshape(-1, 4).sum(axis=1)
+    assert np.allclose(rewards.sum(axis=1), settled, rtol=1e-4) and np.allclose(rewards, rewards[:, :1])
+    env.close()
+
+
 @pytest.mark.parametrize(("ent_coef", "start"), [("auto", 1.0), ("auto_0.1", 0.1), ("0.05", 0.05)])
 def test_sac_entropy_coefficient_starts_where_asked(ent_coef, start):
     env = sparse_pendulum()
