@@ -15,11 +15,18 @@ from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from policies.replay import REWARD_MIXES, ShapedReplayBuffer
-from policies.shapers import DiffusionShaper, MLPShaper, PotentialShaper, RewardShaper, ShaperError
+from policies.shapers import (
+    DiffusionShaper,
+    MLPShaper,
+    PerfectShaper,
+    PotentialShaper,
+    RewardShaper,
+    ShaperError,
+)
 from policies.shapers.base import pearson
 
 ALGOS: dict[str, type[OffPolicyAlgorithm]] = {"sac": SAC, "td3": TD3}
-SHAPINGS = ("none", "diffusion", "mlp", "potential")
+SHAPINGS = ("none", "diffusion", "mlp", "potential", "perfect")
 
 
 class AgentError(ValueError):
@@ -157,6 +164,8 @@ def build_shaper(shaping: str, obs_dim: int, act_dim: int, cfg: AgentConfig) -> 
             shaper = MLPShaper(obs_dim, act_dim, **common)
         elif shaping == "potential":
             shaper = PotentialShaper(obs_dim, act_dim, **common)
+        elif shaping == "perfect":
+            shaper = PerfectShaper(obs_dim, act_dim)
         else:
             return None
     except ShaperError as exc:
@@ -282,9 +291,7 @@ class ShaperCallback(BaseCallback):
 
     def diagnostics(self) -> dict[str, float]:
         obs, act, nxt, dones, _, hidden = self.buffer.sample_transitions(self.diag_samples)
-        with torch.no_grad():
-            self.shaper.eval()
-            term = self.shaper.shaping_term(obs, act, nxt, dones, self.buffer.gamma)
+        term = self.buffer.shaping_terms(obs, act, nxt, dones, hidden)
         return {
             "bound": float(self.shaper.bound),
             "term_mean": float(term.mean()),

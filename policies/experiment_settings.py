@@ -9,13 +9,16 @@ from typing import Any
 #: The six studies of issue 7, then the investigation of why shaping helps or not: settlement sparsity.
 STUDIES = ("convergence", "outcome", "prices", "models", "ablations", "sensitivity", "sparsity")
 
-#: The four learners of the paper's convergence comparison: label -> (algorithm, shaping).
+#: Every learner a study can train: label -> (algorithm, shaping). The first four are the paper's convergence
+#: comparison (the budgets' default); sac+perfect is a diagnostic (policies/shapers/perfect.py), run on request.
 LEARNERS: dict[str, tuple[str, str]] = {
     "sac+diffusion": ("sac", "diffusion"),
     "sac": ("sac", "none"),
     "sac+mlp": ("sac", "mlp"),
     "td3+diffusion": ("td3", "diffusion"),
+    "sac+perfect": ("sac", "perfect"),
 }
+PAPER_LEARNERS = ("sac+diffusion", "sac", "sac+mlp", "td3+diffusion")
 MAIN, PLAIN = "sac+diffusion", "sac"
 
 #: The shaper settings the sensitivity study varies: training setting -> the paper's symbol.
@@ -45,9 +48,9 @@ class Budget:
     eval_days: int
     train: dict[str, Any] = field(default_factory=dict)  # extra policies.train.Args fields
     curve_points: int = 40  # grid of the averaged learning curves
-    learners: tuple[str, ...] = tuple(LEARNERS)  # studies 1 and 2
+    learners: tuple[str, ...] = PAPER_LEARNERS  # studies 1 and 2
     price_k: tuple[float, ...] = (0.5, 1.0, 2.0)
-    price_learners: tuple[str, ...] = tuple(LEARNERS)
+    price_learners: tuple[str, ...] = PAPER_LEARNERS
     model_mixes: tuple[str, ...] = ("heterogeneous", "rotated", "homogeneous-first", "homogeneous-last")
     model_learners: tuple[str, ...] = (MAIN, PLAIN)
     ablations: tuple[str, ...] = ABLATIONS

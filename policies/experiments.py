@@ -160,6 +160,10 @@ def settle_slots(b: Budget, name: str) -> int | None:
     return int(name)
 
 
+#: The ``Budget`` fields holding a study's learners (``--learners`` sets them all).
+LEARNER_FIELDS = ("learners", "price_learners", "model_learners", "ablation_learners", "sparsity_learners")
+
+
 def study_learners(study: str, b: Budget) -> tuple[str, ...]:
     return {
         "convergence": b.learners,
@@ -635,6 +639,11 @@ def build_parser() -> argparse.ArgumentParser:
         "daily, or a number of slots",
     )
     ap.add_argument(
+        "--learners",
+        help=f"comma-separated learners of every study but sensitivity instead of the budget's, from "
+        f"{', '.join(LEARNERS)} (sac+perfect: a diagnostic that learns from the hidden per-slot reward)",
+    )
+    ap.add_argument(
         "--ablations",
         help=f"ablation study: comma-separated subset of {', '.join(ABLATIONS)} instead of the budget's",
     )
@@ -698,6 +707,9 @@ def resolve_budget(ns: argparse.Namespace) -> Budget:
         b = dataclasses.replace(b, ablations=parse_names(ns.ablations, ABLATIONS, "ablation"))
     if ns.settlements is not None:
         b = dataclasses.replace(b, settlements=parse_settlements(ns.settlements))
+    if ns.learners is not None:
+        chosen = parse_names(ns.learners, LEARNERS, "learner")
+        b = dataclasses.replace(b, **dict.fromkeys(LEARNER_FIELDS, chosen))
     from twin.scenario import ScenarioError, load_scenario
 
     try:

@@ -73,6 +73,10 @@ class ShapedReplayBuffer(ReplayBuffer):
 
     # --- live objects stay out of pickles -------------------------------------------------------------
     def attach_shaper(self, shaper: RewardShaper | None) -> None:
+        if (
+            shaper is not None and shaper.reads_hidden and self.n_envs != 1
+        ):  # SB3 draws the envs inside sampling
+            raise ShaperError(f"the {shaper.kind} shaper needs one env, got {self.n_envs}")
         self.shaper = shaper
 
     def __getstate__(self) -> dict:
@@ -101,7 +105,10 @@ class ShapedReplayBuffer(ReplayBuffer):
         self.period_ids[pos] = self._cur_id
         self.period_step[pos] = self._cur_step
         self.closes[pos] = settled | done
-        self.hidden[pos] = [float(info.get(self.hidden_key, np.nan)) for info in infos]
+        # in reward units (the twin's info holds EUR and the reward's scale)
+        self.hidden[pos] = [
+            float(info.get(self.hidden_key, np.nan)) * info.get("reward_scale", 1.0) for info in infos
+        ]
         self.period_mean[pos], self.period_term[pos] = np.nan, 0.0
         super().add(obs, next_obs, action, reward, done, infos)
         self._cur_step += 1
@@ -137,15 +144,10 @@ class ShapedReplayBuffer(ReplayBuffer):
             return samples
         term = torch.zeros_like(samples.rewards)
         if self.shaping_active:
-            with torch.no_grad():
-                self.shaper.eval()
-                term = self.shaper.shaping_term(
-                    samples.observations,
-                    samples.actions,
-                    samples.next_observations,
-                    samples.dones,
-                    self.gamma,
-                ).reshape(-1, 1)
+            hidden = self.to_torch(self.hidden[batch_inds, 0]) if self.shaper.reads_hidden else None
+            term = self.shaping_terms(
+                samples.observations, samples.actions, samples.next_observations, samples.dones, hidden
+            ).reshape(-1, 1)
             self.last_shaping = {"term_mean": float(term.mean()), "term_std": float(term.std())}
         if self.mix == "add":
             return samples._replace(rewards=samples.rewards + self.eta * term)
@@ -153,6 +155,17 @@ class ShapedReplayBuffer(ReplayBuffer):
         offset = np.where(np.isnan(mean), 0.0, mean - self.shaping_active * self.period_term[batch_inds, 0])
         offset = self.to_torch(offset.astype(np.float32)).reshape(-1, 1)
         return samples._replace(rewards=offset + self.eta * term)
+
+    def shaping_terms(self, obs, actions, next_obs, dones, hidden: torch.Tensor | None) -> torch.Tensor:
+        """The attached shaper's term per transition, shape (B,); a ``reads_hidden`` shaper's is ``hidden``
+        (NaN, a slot without the value, reads 0)."""
+        if self.shaper is None:
+            raise ShaperError("no shaper attached to the replay buffer")
+        if self.shaper.reads_hidden:
+            return torch.nan_to_num(hidden.reshape(-1), nan=0.0)
+        with torch.no_grad():
+            self.shaper.eval()
+            return self.shaper.shaping_term(obs, actions, next_obs, dones, self.gamma)
 
     def refresh_periods(self, max_slots: int = 64) -> None:
         """Redistribute: each stored settled period's mean shaping term, on at most ``max_slots`` random slots
@@ -167,12 +180,10 @@ class ShapedReplayBuffer(ReplayBuffer):
             return
         idx = np.concatenate(chosen)
         t = self.to_torch
-        with torch.no_grad():
-            self.shaper.eval()
-            term = self.shaper.shaping_term(
-                t(self.observations[idx, 0]), t(self.actions[idx, 0]), t(self.next_observations[idx, 0]),
-                t(self.dones[idx, 0] * (1 - self.timeouts[idx, 0])), self.gamma,
-            ).cpu().numpy()  # fmt: skip
+        term = self.shaping_terms(
+            t(self.observations[idx, 0]), t(self.actions[idx, 0]), t(self.next_observations[idx, 0]),
+            t(self.dones[idx, 0] * (1 - self.timeouts[idx, 0])), t(self.hidden[idx, 0]),
+        ).cpu().numpy()  # fmt: skip
         bounds = np.cumsum([0] + [len(c) for c in chosen])
         for slots, lo, hi in zip(periods, bounds[:-1], bounds[1:], strict=True):
             self.period_term[slots, 0] = self.eta * term[lo:hi].mean()

@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from policies.experiment_settings import BASE_SETTINGS, BUDGETS, MAIN, PLAIN, SHAPER_KNOBS, STUDIES
+from policies.experiment_settings import BASE_SETTINGS, BUDGETS, LEARNERS, MAIN, PLAIN, SHAPER_KNOBS, STUDIES
 from traces.atomic import write_text_atomic
 from traces.revision import short_revision
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-LEARNER_ORDER = ("sac+diffusion", "sac", "sac+mlp", "td3+diffusion")
+LEARNER_ORDER = tuple(LEARNERS)
 
 
 class ReportError(ValueError):
@@ -590,7 +590,18 @@ def budget_text(cfg: dict, studies=STUDIES) -> str:
         + ". Heuristics and the oracle bound are evaluated in every setting but sensitivity and sparsity (oracle "
         "only). `--full` (scenario `default`, see `policies/experiment_settings.py`) is estimated at "
         f"{fmt(cfg.get('full_estimate_h', float('nan')))} h of training on 2 CPU cores (measured seconds per step x "
-        "steps / 2 workers)."
+        "steps / 2 workers)." + mix_text(train)
+    )
+
+
+def mix_text(train: dict) -> str:
+    """What the learners' names mean under a reward mix other than the paper's additive one."""
+    if train.get("reward_mix", "add") == "add":
+        return ""
+    return (
+        " Reward mix `redistribute` (`policies/replay.py`): every learner learns from each settled amount R spread "
+        "over its period's L slots, so a learner without a shaper (sac) learns from the uniform spread R / L, and a "
+        "shaped one from R / L + eta x (r_hat - r_hat's mean over the period)."
     )
 
 

@@ -65,7 +65,7 @@ class Args(AgentConfig):
     algo: str = "sac"
     """scheduler algorithm: sac | td3"""
     shaping: str = "diffusion"
-    """reward shaping: diffusion | mlp | none | potential"""
+    """reward shaping: diffusion | mlp | none | potential | perfect (a diagnostic: the hidden per-slot reward)"""
     scenario: str = "tiny"
     """twin scenario: a bundled name (tiny, default) or a TOML path"""
     reward_mode: str | None = None

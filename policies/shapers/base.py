@@ -25,7 +25,7 @@ class PeriodBatch:
 
     ``scale`` is ``L / K_used`` per period (randomised return decomposition: the sum over a random subset of
     a period's slots, scaled, estimates the sum over the whole period). ``hidden`` is a diagnostic per-slot
-    value from ``info`` (NaN where absent); it is never used for training.
+    value from ``info``, the slot's own reward (NaN where absent); no learned shaper trains on it.
     """
 
     obs: torch.Tensor  # (P, K, obs_dim)
@@ -80,6 +80,8 @@ class RewardShaper(nn.Module, ABC):
     """
 
     kind: str = "base"
+    #: True for a diagnostic whose term is the buffer's hidden per-slot value, not ``shaping_term`` (see perfect.py)
+    reads_hidden: bool = False
 
     def __init__(self, obs_dim: int, act_dim: int, *, lr: float = 3e-4, reward_bound: float | None = None):
         super().__init__()

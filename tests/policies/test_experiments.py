@@ -169,6 +169,12 @@ def test_curve_course_names_where_a_curve_starts_peaks_and_ends():
     assert report.curve_course(pd.DataFrame(rows).assign(curve_source="training"), "EUR") == []
 
 
+def test_a_page_says_what_learners_learn_from_under_the_redistribute_mix():
+    cfg = {"scenario": "default", "budget": {"name": "quick", "train": {"reward_mix": "redistribute"}}}
+    assert "uniform spread R / L" in report.budget_text(cfg)
+    assert "redistribute" not in report.budget_text({**cfg, "budget": {"name": "quick", "train": {}}})
+
+
 def test_unknown_study_is_a_one_line_error(capsys):
     assert experiments.main(["--quick", "--only", "bogus"]) == 2
     err = capsys.readouterr().err.strip()
@@ -245,6 +251,29 @@ def test_command_line_overrides_reach_the_budget():
     assert b.train["net_width"] == experiment_settings.budget("quick").train["net_width"]  # the rest kept
     with pytest.raises(experiments.ExperimentError, match="--eval-every must be >= 1"):
         experiments.resolve_budget(experiments.build_parser().parse_args(["--quick", "--eval-every", "0"]))
+
+
+def test_learners_override_every_study_but_sensitivity():
+    argv = ["--quick", "--learners", "sac+perfect,sac"]
+    b = experiments.resolve_budget(experiments.build_parser().parse_args(argv))
+    p = experiments.plan(["sparsity", "ablations", "sensitivity"], b, (0,), (0,))
+    by_study = {}
+    for job in p.evals:
+        if job.train is not None:
+            by_study.setdefault(job.study, set()).add(job.policy)
+    assert by_study == {
+        "sparsity": {"sac+perfect", "sac"},
+        "ablations": {"sac+perfect", "sac"},
+        "sensitivity": {"sac+diffusion"},
+    }
+    default = experiment_settings.Budget("b", "tiny", 1, (0,), 1)
+    assert (
+        default.learners == default.price_learners == experiment_settings.PAPER_LEARNERS
+    )  # the diagnostic: on request
+    with pytest.raises(experiments.ExperimentError, match=r"unknown learner sac\+oracle"):
+        experiments.resolve_budget(
+            experiments.build_parser().parse_args(["--quick", "--learners", "sac+oracle"])
+        )
 
 
 def test_train_settlement_and_ablation_overrides_and_one_plain_run_for_every_eta():

@@ -11,7 +11,14 @@ import torch
 from gymnasium import spaces
 
 from policies.replay import ShapedReplayBuffer
-from policies.shapers import DiffusionShaper, MLPShaper, PeriodBatch, PotentialShaper, ShaperError
+from policies.shapers import (
+    DiffusionShaper,
+    MLPShaper,
+    PerfectShaper,
+    PeriodBatch,
+    PotentialShaper,
+    ShaperError,
+)
 from policies.shapers.base import pearson
 from policies.shapers.diffusion import beta_schedule
 
@@ -228,6 +235,29 @@ def test_redistribution_forgets_overwritten_slots():
     buffer = make_buffer(size=6, mix="redistribute")
     fill(buffer, 8, period=4)  # positions 0, 1 now hold t=6, 7 of the second period, settled with 7
     assert np.allclose(sampled_rewards(buffer, 6), [1.75, 1.75, 0.75, 0.75, 1.75, 1.75])
+
+
+@pytest.mark.parametrize("mix", ["add", "redistribute"])
+def test_the_perfect_shaper_adds_or_redistributes_the_hidden_per_slot_reward(mix):
+    buffer = make_buffer(mix=mix, eta=0.5)
+    fill(buffer, 10, period=4)  # hidden per-slot value t / 4, in reward units (no reward_scale in info)
+    shaper = PerfectShaper(OBS, ACT)
+    buffer.attach_shaper(shaper)
+    fit = shaper.fit_batch(buffer.sample_periods(4))
+    assert shaper.fitted and fit["decomp_rel_err"] > 0  # fill's hidden values do not sum to its payments
+    buffer.refresh_periods()
+    buffer.shaping_enabled = True
+    hidden, raw = np.arange(10) / 4, buffer.rewards[:10, 0]
+    if mix == "add":
+        expected = raw + 0.5 * hidden
+    else:  # each period's R / L plus eta times the hidden value's deviation from its period mean
+        means = np.repeat([0.75, 1.75], 4)
+        expected = np.concatenate(
+            [means + 0.5 * (hidden[:8] - np.repeat([0.375, 1.375], 4)), 0.5 * hidden[8:]]
+        )
+    assert np.allclose(sampled_rewards(buffer, 10), expected, atol=1e-6)
+    with pytest.raises(ShaperError, match="replay buffer supplies"):
+        shaper.step_reward(torch.zeros(1, OBS), torch.zeros(1, ACT))
 
 
 def test_bad_reward_mix_is_a_clear_error():
