@@ -73,9 +73,8 @@ class ShapedReplayBuffer(ReplayBuffer):
 
     # --- live objects stay out of pickles -------------------------------------------------------------
     def attach_shaper(self, shaper: RewardShaper | None) -> None:
-        if (
-            shaper is not None and shaper.reads_hidden and self.n_envs != 1
-        ):  # SB3 draws the envs inside sampling
+        # a hidden-reading shaper needs the sampled envs, which SB3 draws inside _get_samples
+        if shaper is not None and shaper.reads_hidden and self.n_envs != 1:
             raise ShaperError(f"the {shaper.kind} shaper needs one env, got {self.n_envs}")
         self.shaper = shaper
 
