@@ -24,6 +24,9 @@ MAIN, PLAIN = "sac+diffusion", "sac"
 #: The shaper settings the sensitivity study varies: training setting -> the paper's symbol.
 SHAPER_KNOBS = {"shaper_steps": "W", "latent": "M", "eta": "eta"}
 
+#: The return-equivalent reward mix (one of ``policies.replay.REWARD_MIXES``) the sparsity study also trains with.
+REDISTRIBUTE = "redistribute"
+
 #: Ablations of the paper: the environment (or the action) changed, the learner the same.
 ABLATIONS = ("full", "no-transfer", "fixed-30-steps", "no-renewables", "no-battery")
 
@@ -59,6 +62,8 @@ class Budget:
     latent: tuple[int, ...] = (64, 128, 256)
     eta: tuple[float, ...] = (0.2, 0.3, 0.4)
     settlements: tuple[str, ...] = ("scenario", "daily")  # sparsity: the scenario's period, once a day
+    # sparsity: settlements also trained with reward_mix=redistribute (each settled amount spread over its slots)
+    redistributed: tuple[str, ...] = ("daily",)
     sparsity_learners: tuple[str, ...] = (MAIN, PLAIN)
     s_per_step: float = 0.05  # measured wall seconds per training step of one run (see QUICK and FULL)
 

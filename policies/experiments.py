@@ -30,6 +30,7 @@ from policies.experiment_settings import (
     LEARNERS,
     MAIN,
     PLAIN,
+    REDISTRIBUTE,
     SHAPER_KNOBS,
     STUDIES,
     Budget,
@@ -144,8 +145,13 @@ def study_settings(study: str, b: Budget, base: EnvSpec) -> list[tuple[str, EnvS
         rows += [(f"eta={e:g}", base, "base", {"eta": e}) for e in b.eta]
         return rows
     if study == "sparsity":
-        return [(f"settle={s}", dataclasses.replace(base, settlement_slots=settle_slots(b, s)), "same", {})
-                for s in b.settlements]  # fmt: skip
+
+        def settled(s: str) -> EnvSpec:
+            return dataclasses.replace(base, settlement_slots=settle_slots(b, s))
+
+        rows = [(f"settle={s}", settled(s), "same", {}) for s in b.settlements]
+        return rows + [(f"settle={s}+{REDISTRIBUTE}", settled(s), "same", {"reward_mix": REDISTRIBUTE})
+                       for s in b.redistributed]  # fmt: skip
     raise ExperimentError(f"unknown study {study!r}; choose from {', '.join(STUDIES)}")
 
 
@@ -443,6 +449,8 @@ def setting_of(job: TrainJob) -> str:
         parts.append(f"fixed-{s.fixed_steps}-steps")
     if s.settlement_slots:
         parts.append(f"settle={s.settlement_slots}")
+    if dict(job.train).get("reward_mix") == REDISTRIBUTE:
+        parts.append(REDISTRIBUTE)
     return "+".join(parts) or "base"
 
 
@@ -639,6 +647,11 @@ def build_parser() -> argparse.ArgumentParser:
         "daily, or a number of slots",
     )
     ap.add_argument(
+        "--redistributed",
+        help="sparsity study: settlement periods (as --settlements) also trained with reward_mix=redistribute, "
+        "instead of the budget's (daily); none for none",
+    )
+    ap.add_argument(
         "--learners",
         help=f"comma-separated learners of every study but sensitivity instead of the budget's, from "
         f"{', '.join(LEARNERS)} (sac+perfect: a diagnostic that learns from the hidden per-slot reward)",
@@ -707,6 +720,9 @@ def resolve_budget(ns: argparse.Namespace) -> Budget:
         b = dataclasses.replace(b, ablations=parse_names(ns.ablations, ABLATIONS, "ablation"))
     if ns.settlements is not None:
         b = dataclasses.replace(b, settlements=parse_settlements(ns.settlements))
+    if ns.redistributed is not None:
+        none = ns.redistributed.strip() == "none"
+        b = dataclasses.replace(b, redistributed=() if none else parse_settlements(ns.redistributed))
     if ns.learners is not None:
         chosen = parse_names(ns.learners, LEARNERS, "learner")
         b = dataclasses.replace(b, **dict.fromkeys(LEARNER_FIELDS, chosen))

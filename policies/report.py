@@ -574,7 +574,12 @@ def budget_text(cfg: dict, studies=STUDIES) -> str:
         "sensitivity": f"shaper W in {b.get('shaper_steps')}, M in {b.get('latent')}, eta in {b.get('eta')} (one "
         "changed at a time from the run's own)",
         "sparsity": f"settlement periods {', '.join(b.get('settlements', []))} for "
-        f"{', '.join(b.get('sparsity_learners', []))}",
+        f"{', '.join(b.get('sparsity_learners', []))}"
+        + (
+            f" (also with reward_mix=redistribute: {', '.join(b['redistributed'])})"
+            if b.get("redistributed")
+            else ""
+        ),
     }
     chosen = [
         text

@@ -42,8 +42,9 @@ MICRO = Budget(
     ablation_learners=("sac+diffusion",),
     shaper_steps=(5,),
     latent=(128,),
-    eta=(0.4,),  # every setting is the base run: only the four convergence runs are trained
+    eta=(0.4,),  # every setting is the base run: only the four convergence runs are trained, and
     settlements=("scenario",),
+    redistributed=("scenario",),  # these four with reward_mix=redistribute
 )
 
 
@@ -131,7 +132,8 @@ def test_index_of_pages_comes_from_their_csvs_and_replaces_itself(finished, caps
     mean, half, _ = report.mean_ci(outcome[outcome.policy == "sac+diffusion"].utility_pct_of_bound)
     row = next(line for line in text.splitlines() if "| outcome: base |" in line)
     assert f"| {report.fmt(mean)} ± {report.fmt(half)} |" in row and "seeds |" in row
-    assert "sparsity: settle=scenario" not in text  # the outcome's own runs again: one row, not two
+    assert "sparsity: settle=scenario |" not in text  # the outcome's own runs again: one row, not two
+    assert "sparsity: settle=scenario+redistribute |" in text  # trained otherwise: a row of its own
     assert report.main(["--index", str(tmp / "nowhere"), "--readme", str(readme)]) == 2
     assert capsys.readouterr().err.startswith("error: no study results under")
 
@@ -251,6 +253,26 @@ def test_command_line_overrides_reach_the_budget():
     assert b.train["net_width"] == experiment_settings.budget("quick").train["net_width"]  # the rest kept
     with pytest.raises(experiments.ExperimentError, match="--eval-every must be >= 1"):
         experiments.resolve_budget(experiments.build_parser().parse_args(["--quick", "--eval-every", "0"]))
+
+
+def test_sparsity_trains_the_redistributed_settlements_with_their_own_runs_and_curve_labels():
+    from policies.replay import REWARD_MIXES
+
+    assert experiment_settings.REDISTRIBUTE in REWARD_MIXES
+    argv = ["--quick", "--settlements", "daily", "--redistributed", "daily"]
+    b = experiments.resolve_budget(experiments.build_parser().parse_args(argv))
+    rows = experiments.study_settings("sparsity", b, EnvSpec("tiny"))
+    assert [(name, over) for name, _, _, over in rows] == [
+        ("settle=daily", {}),
+        ("settle=daily+redistribute", {"reward_mix": "redistribute"}),
+    ]
+    p = experiments.plan(["sparsity"], b, (0,), (0,))
+    labels = {experiments.setting_of(job) for job in p.curves["sparsity"]}
+    day = experiments.settle_slots(b, "daily")  # the tiny scenario's slots per episode
+    assert labels == {f"settle={day}", f"settle={day}+redistribute"}
+    assert len(p.train) == 2 * len(b.sparsity_learners) * len(b.seeds)  # the mix makes runs of their own
+    none = experiments.build_parser().parse_args(["--quick", "--redistributed", "none"])
+    assert experiments.resolve_budget(none).redistributed == ()
 
 
 def test_learners_override_every_study_but_sensitivity():
