@@ -171,12 +171,29 @@ def convergence_figure(curves: pd.DataFrame, path: Path, config: dict, by_settin
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     axes[1].axhline(0, color="k", lw=0.8)
-    seeds = curves.seed.nunique()
+    per_line = curves.groupby(["policy", "setting"]).seed.nunique()
+    seeds = f"{per_line.min()}" + (f"-{per_line.max()}" if per_line.max() != per_line.min() else "")
     fig.suptitle(
         f"Convergence, sparse reward, {config.get('scenario')}: mean of {seeds} seeds, 95% CI "
         f"(smoothed over {window} {unit}s)"
     )
     save_figure(fig, path)
+
+
+def pages_curves_figure(pages: list[Path], path: Path, study: str = "sparsity") -> Path:
+    """One figure of a study's learning curves from several pages, one line per page, learner and setting
+    (the right panel pairs each learner with its own page's sac)."""
+    frames = []
+    for page in dict.fromkeys(pages):
+        curves = load_curves(page, study)
+        if curves.empty:
+            raise ReportError(f"no {study} learning curves under {page}")
+        frames.append(curves.assign(setting=curves.setting + f" [{page.name}]"))
+    loaded = load_study(pages[0], study)
+    convergence_figure(
+        pd.concat(frames, ignore_index=True), path, loaded[1] if loaded else {}, by_setting=True
+    )
+    return path
 
 
 def points(table: pd.DataFrame, column: str, ax, settings: list[str], ylabel: str) -> None:
@@ -799,8 +816,19 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated results pages (folders written with --out): write their table of held-out outcomes "
         "into the README between the studies markers instead",
     )
+    ap.add_argument(
+        "--curves",
+        help="comma-separated results pages: draw their sparsity learning curves into one figure, --png",
+    )
+    ap.add_argument("--png", help="the figure --curves writes")
     args = ap.parse_args(argv)
     try:
+        if args.curves:
+            if not args.png:
+                raise ReportError("--curves needs --png (the figure to write)")
+            pages = [Path(p.strip()) for p in args.curves.split(",") if p.strip()]
+            print(f"curves written to {pages_curves_figure(pages, Path(args.png))}")
+            return 0
         if args.index:
             pages = [Path(p.strip()) for p in args.index.split(",") if p.strip()]
             path = update_index(Path(args.readme), pages)

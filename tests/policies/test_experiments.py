@@ -138,6 +138,20 @@ def test_index_of_pages_comes_from_their_csvs_and_replaces_itself(finished, caps
     assert capsys.readouterr().err.startswith("error: no study results under")
 
 
+def test_curves_of_several_pages_make_one_figure(finished, tmp_path, capsys):
+    tmp, _, _ = finished
+    png = tmp_path / "curves.png"
+    assert report.main(["--curves", f"{tmp / 'results'},{tmp / 'results'}", "--png", str(png)]) == 0
+    assert png.stat().st_size > 0
+    assert report.main(["--curves", str(tmp / "results")]) == 2
+    assert report.main(["--curves", str(tmp_path), "--png", str(png)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "error: --curves needs --png (the figure to write)",
+        f"error: no sparsity learning curves under {tmp_path}",
+    ]
+
+
 def test_a_page_redraws_its_figures_from_its_csvs(finished, tmp_path):
     import shutil
 
