@@ -3,8 +3,8 @@ the slot would have paid had it settled alone, which the replay buffer keeps fro
 
 It answers what a flawless return decomposition would give a learner under a reward mix, so a learned
 shaper's result can be split into what its decomposition's errors cost and what the mix itself allows: with
-``reward_mix=add`` a learner sees the sparse reward plus eta times the true per-slot reward; redistributed,
-the true per-slot reward alone (the dense reward). No learner can have it outside a simulator.
+``reward_mix=add`` a learner sees the sparse reward plus eta times the true per-slot reward; redistributed
+with eta = 1, the true per-slot reward itself (the dense reward). No learner can have it outside a simulator.
 """
 
 from __future__ import annotations
@@ -19,9 +19,6 @@ class PerfectShaper(RewardShaper):
 
     kind = "perfect"
     reads_hidden = True
-
-    def __init__(self, obs_dim: int, act_dim: int):
-        super().__init__(obs_dim, act_dim)
 
     def step_reward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         raise ShaperError(
