@@ -215,7 +215,7 @@ class ShapedReplayBuffer(ReplayBuffer):
         rtg = np.zeros((n_periods, k), dtype=np.float32)
         returns = np.zeros(n_periods, dtype=np.float64)
         for j, (p, e, n) in enumerate(zip(ends_pos[pick], ends_env[pick], lengths, strict=True)):
-            full = (p - n + 1 + np.arange(n)) % self.buffer_size
+            full = self.period_slots(p, e)
             rewards = self.rewards[full, e].astype(np.float64)
             returns[j] = rewards.sum()
             # discounted reward-to-go to the period's end, for the potential shaper's target
