@@ -163,10 +163,12 @@ def test_potential_term_and_fit():
 # --- the shaped replay buffer --------------------------------------------------------------------------------
 
 
-def make_buffer(size: int = 64, eta: float = 0.4, mix: str = "add") -> ShapedReplayBuffer:
+def make_buffer(size: int = 64, eta: float = 0.4, mix: str = "add", n_envs: int = 1) -> ShapedReplayBuffer:
     obs_space = spaces.Box(-10, 10, (OBS,), np.float32)
     act_space = spaces.Box(-1, 1, (ACT,), np.float32)
-    return ShapedReplayBuffer(size, obs_space, act_space, device="cpu", eta=eta, gamma=0.9, mix=mix)
+    return ShapedReplayBuffer(
+        size, obs_space, act_space, device="cpu", eta=eta, gamma=0.9, mix=mix, n_envs=n_envs
+    )
 
 
 def fill(buffer: ShapedReplayBuffer, n: int, period: int = 4, start: int = 0) -> None:
@@ -263,9 +265,8 @@ def test_the_perfect_shaper_adds_or_redistributes_the_hidden_per_slot_reward(mix
 def test_bad_reward_mix_is_a_clear_error():
     with pytest.raises(ShaperError, match="unknown reward mix 'spread'"):
         make_buffer(mix="spread")
-    obs_space, act_space = spaces.Box(-1, 1, (OBS,), np.float32), spaces.Box(-1, 1, (ACT,), np.float32)
     with pytest.raises(ShaperError, match="needs one env"):
-        ShapedReplayBuffer(8, obs_space, act_space, device="cpu", n_envs=2, mix="redistribute")
+        make_buffer(size=8, mix="redistribute", n_envs=2)
 
 
 def test_buffer_pickled_before_the_reward_mix_loads_as_additive():
@@ -329,9 +330,7 @@ def test_no_period_yet_is_a_clear_error():
 
 
 def test_periods_are_tracked_per_env():
-    obs_space = spaces.Box(-10, 10, (OBS,), np.float32)
-    act_space = spaces.Box(-1, 1, (ACT,), np.float32)
-    buffer = ShapedReplayBuffer(32, obs_space, act_space, device="cpu", n_envs=2)
+    buffer = make_buffer(size=32, n_envs=2)
     for t in range(6):  # env 0 settles every 2 steps, env 1 every 3
         settled = [(t + 1) % 2 == 0, (t + 1) % 3 == 0]
         rewards = np.array([1.0 if settled[0] else 0.0, 2.0 if settled[1] else 0.0])
