@@ -64,6 +64,10 @@ class AgentConfig:
     eta: float = 0.4
     """weight of the shaping term in r_env + eta * r_hat (paper summary: 0.4 best), or of r_hat's credit
     assignment in reward_mix redistribute"""
+    eta_decay_steps: int = 0
+    """fade eta linearly to 0 over this many env steps after shaping_start (0: eta stays constant), so the
+    shaper steers early learning and the learner ends on the sparse reward alone (assumption, tested in
+    results/)"""
     reward_mix: str = "add"
     """how the replay buffer shapes sampled rewards: add (r_env + eta * r_hat, the paper's) | redistribute
     (each settled period's amount R spread over its L slots, R / L + eta * (r_hat - its period mean); R / L
@@ -94,7 +98,7 @@ class AgentConfig:
 
 #: ``AgentConfig`` fields only a shaper reads (a run without shaping is the same run whatever they are), those only
 #: the diffusion shaper reads, and those only SAC (or only TD3) reads.
-SHAPER_SETTINGS = ("eta", "shaper_hidden", "shaper_lr", "shaping_start", "shaper_fit_every", "shaper_updates",
+SHAPER_SETTINGS = ("eta", "eta_decay_steps", "shaper_hidden", "shaper_lr", "shaping_start", "shaper_fit_every", "shaper_updates",
                    "shaper_periods", "shaper_max_slots")  # fmt: skip
 DIFFUSION_SETTINGS = ("shaper_steps", "latent", "schedule")
 ALGO_SETTINGS = {"sac": ("ent_coef",), "td3": ("td3_noise",)}
@@ -127,6 +131,8 @@ def check_config(cfg: AgentConfig) -> None:
             raise AgentError(
                 f"--{name.replace('_', '-')} must be a positive number, got {getattr(cfg, name)}"
             )
+    if cfg.eta_decay_steps < 0:
+        raise AgentError(f"--eta-decay-steps must be >= 0, got {cfg.eta_decay_steps}")
     for name in ("eta", "td3_noise", "gamma"):
         if not 0 <= getattr(cfg, name) < math.inf:
             raise AgentError(f"--{name.replace('_', '-')} must be a number >= 0, got {getattr(cfg, name)}")
@@ -228,7 +234,8 @@ def load_agent(
 
 
 class ShaperCallback(BaseCallback):
-    """Refits the shaper every ``fit_every`` env steps and switches shaping on after ``start`` steps.
+    """Refits the shaper every ``fit_every`` env steps, switches shaping on after ``start`` steps and sets the
+    buffer's eta for the current step (``eta_at``: constant, or fading to 0 over ``eta_decay_steps``).
 
     Logs ``shaper/*`` diagnostics, among them the Pearson correlation of the shaping term with the hidden
     per-slot value the buffer stored from ``info`` (diagnosis only: it never reaches the losses).
@@ -259,6 +266,7 @@ class ShaperCallback(BaseCallback):
             raise AgentError("shaper fit_every, updates, periods and max_slots must all be >= 1")
         self.shaper, self.start, self.fit_every, self.updates = shaper, start, fit_every, updates
         self.periods, self.max_slots, self.diag_samples = periods, max_slots, diag_samples
+        self.eta, self.eta_decay_steps = cfg.eta, cfg.eta_decay_steps
         self.n_fits, self.last_fit_step = 0, 0
         self.last: dict[str, float] = {}
 
@@ -268,11 +276,24 @@ class ShaperCallback(BaseCallback):
 
     def _on_step(self) -> bool:
         # ">=" rather than "%": with several envs num_timesteps moves in strides and can skip a multiple
-        if self.num_timesteps - self.last_fit_step >= self.fit_every and self.buffer.n_complete_periods() > 0:
+        due = self.num_timesteps - self.last_fit_step >= self.fit_every and not self.faded(self.num_timesteps)
+        if due and self.buffer.n_complete_periods() > 0:
             self.last_fit_step = self.num_timesteps
             self.fit()
         self.buffer.shaping_enabled = self.num_timesteps >= self.start and self.shaper.fitted
+        self.buffer.eta = self.eta_at(self.num_timesteps)
         return True
+
+    def faded(self, step: int) -> bool:
+        """True once a decaying eta has reached 0 for good: the shaper is no longer fitted."""
+        return self.eta_decay_steps > 0 and step >= self.start + self.eta_decay_steps
+
+    def eta_at(self, step: int) -> float:
+        """The shaping weight at env step ``step``: eta, faded linearly to 0 over ``eta_decay_steps`` steps
+        after ``start`` when that is > 0."""
+        if self.eta_decay_steps == 0:
+            return self.eta
+        return self.eta * max(0.0, 1.0 - max(0, step - self.start) / self.eta_decay_steps)
 
     def fit(self) -> dict[str, float]:
         """``updates`` gradient steps of the shaper, then diagnostics recorded to the SB3 logger."""
@@ -285,6 +306,7 @@ class ShaperCallback(BaseCallback):
         self.last.update(self.diagnostics())
         self.last["fits"] = self.n_fits
         self.last["enabled"] = float(self.buffer.shaping_enabled)
+        self.last["eta"] = self.buffer.eta
         for key, value in self.last.items():
             self.logger.record(f"shaper/{key}", value)
         return self.last

@@ -60,7 +60,7 @@ class ShapedReplayBuffer(ReplayBuffer):
         self.closes = np.zeros(shape, dtype=bool)
         self.hidden = np.full(shape, np.nan, dtype=np.float32)
         # redistribute: per slot its settled period's mean reward R / L (NaN while the period is open) and the
-        # period's mean shaping term at the last refresh, times eta
+        # period's mean shaping term at the last refresh (eta applies at sampling, so eta may change in training)
         self.period_mean = np.full(shape, np.nan, dtype=np.float32)
         self.period_term = np.zeros(shape, dtype=np.float32)
         self._next_id = 1
@@ -70,6 +70,7 @@ class ShapedReplayBuffer(ReplayBuffer):
         self.shaper: RewardShaper | None = None
         self.shaping_enabled = False
         self.last_shaping: dict[str, float] = {}
+        self.term_unscaled = True  # period_term holds the bare mean term (older pickles: eta times it)
 
     # --- live objects stay out of pickles -------------------------------------------------------------
     def attach_shaper(self, shaper: RewardShaper | None) -> None:
@@ -89,6 +90,9 @@ class ShapedReplayBuffer(ReplayBuffer):
             self.mix = "add"
             self.period_mean = np.full(self.rewards.shape, np.nan, dtype=np.float32)
             self.period_term = np.zeros(self.rewards.shape, dtype=np.float32)
+        elif "term_unscaled" not in state:  # pickled when period_term held eta * the mean
+            self.period_term = self.period_term / self.eta if self.eta else np.zeros_like(self.period_term)
+        self.term_unscaled = True
 
     # --- storage ----------------------------------------------------------------------------------------
     def add(self, obs, next_obs, action, reward, done, infos: list[dict[str, Any]]) -> None:
@@ -141,8 +145,9 @@ class ShapedReplayBuffer(ReplayBuffer):
         samples = super()._get_samples(batch_inds, env)
         if self.mix == "add" and (not self.shaping_active or self.eta == 0):
             return samples
+        shaping = self.shaping_active and self.eta != 0
         term = torch.zeros_like(samples.rewards)
-        if self.shaping_active:
+        if shaping:
             hidden = self.to_torch(self.hidden[batch_inds, 0]) if self.shaper.reads_hidden else None
             term = self.shaping_terms(
                 samples.observations, samples.actions, samples.next_observations, samples.dones, hidden
@@ -151,7 +156,7 @@ class ShapedReplayBuffer(ReplayBuffer):
         if self.mix == "add":
             return samples._replace(rewards=samples.rewards + self.eta * term)
         mean = self.period_mean[batch_inds, 0]
-        offset = np.where(np.isnan(mean), 0.0, mean - self.shaping_active * self.period_term[batch_inds, 0])
+        offset = np.where(np.isnan(mean), 0.0, mean - shaping * self.eta * self.period_term[batch_inds, 0])
         offset = self.to_torch(offset.astype(np.float32)).reshape(-1, 1)
         return samples._replace(rewards=offset + self.eta * term)
 
@@ -185,7 +190,7 @@ class ShapedReplayBuffer(ReplayBuffer):
         ).cpu().numpy()  # fmt: skip
         bounds = np.cumsum([0] + [len(c) for c in chosen])
         for slots, lo, hi in zip(periods, bounds[:-1], bounds[1:], strict=True):
-            self.period_term[slots, 0] = self.eta * term[lo:hi].mean()
+            self.period_term[slots, 0] = term[lo:hi].mean()
 
     # --- periods for fitting shapers --------------------------------------------------------------------
     def complete_period_ends(self) -> tuple[np.ndarray, np.ndarray]:

@@ -231,6 +231,26 @@ def test_redistribution_with_a_shaper_keeps_every_period_sum_and_moves_credit_by
     # within a period the rewards differ as eta * r_hat does (its credit assignment)
     assert np.allclose(np.diff(rewards[:4]), eta * np.diff(term[:4]), atol=1e-5)
     assert np.allclose(rewards[8:], eta * term[8:], atol=1e-6)  # the open period: the term alone
+    buffer.eta = eta / 4  # a decaying eta, changed after the last refresh: the sums still hold
+    rewards = sampled_rewards(buffer, 10)
+    assert np.allclose(rewards[:4].sum(), 3.0, atol=1e-5) and np.allclose(rewards[4:8].sum(), 7.0, atol=1e-5)
+    assert np.allclose(np.diff(rewards[:4]), eta / 4 * np.diff(term[:4]), atol=1e-5)
+    buffer.eta = 0.0  # faded out: the uniform spread, the shaper no longer asked
+    buffer.shaper = None
+    buffer.shaping_enabled = True
+    assert np.allclose(sampled_rewards(buffer, 10), [0.75] * 4 + [1.75] * 4 + [0.0, 0.0])
+
+
+def test_buffer_pickled_with_eta_times_the_period_term_loads_it_bare():
+    buffer = make_buffer(mix="redistribute", eta=0.5)
+    fill(buffer, 8, period=4)
+    buffer.period_term[:8, 0] = 2.0
+    state = buffer.__dict__.copy()
+    del state["term_unscaled"]
+    state["period_term"] = state["period_term"] * 0.5  # what older code stored
+    old = ShapedReplayBuffer.__new__(ShapedReplayBuffer)
+    old.__setstate__(state)
+    assert np.allclose(old.period_term[:8, 0], 2.0) and old.term_unscaled
 
 
 def test_redistribution_forgets_overwritten_slots():

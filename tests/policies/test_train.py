@@ -104,6 +104,18 @@ def test_redistributed_training_samples_rewards_that_keep_each_settled_amount(sh
     env.close()
 
 
+def test_a_decaying_eta_fades_to_zero_and_the_shaper_stops_fitting():
+    env = sparse_pendulum()
+    cfg = dataclasses.replace(TINY, reward_mix="redistribute", shaping_start=60, eta_decay_steps=40)
+    model, shaper = build_agent("sac", env, "mlp", cfg, seed=0)
+    cb = ShaperCallback(shaper, cfg, fit_every=10, updates=1, periods=4)
+    assert [cb.eta_at(s) for s in (0, 60, 70, 90, 100, 500)] == pytest.approx([0.4, 0.4, 0.3, 0.1, 0.0, 0.0])
+    model.learn(STEPS, callback=[cb])
+    assert model.replay_buffer.eta == 0.0 and cb.last["eta"] > 0  # the last fit came before the fade ended
+    assert cb.last_fit_step < 100 and cb.n_fits >= 3  # fits every 10 steps until step 100, none after
+    env.close()
+
+
 @pytest.mark.parametrize(("ent_coef", "start"), [("auto", 1.0), ("auto_0.1", 0.1), ("0.05", 0.05)])
 def test_sac_entropy_coefficient_starts_where_asked(ent_coef, start):
     env = sparse_pendulum()
@@ -149,6 +161,7 @@ def test_bad_input_is_one_line(tmp_path, capsys):
         (["--algo", "ppo"], "unknown algorithm"),
         (["--shaping", "magic"], "unknown shaping"),
         (["--ent-coef", "auto_x"], "entropy coefficient must be"),
+        (["--eta-decay-steps", "-1"], "--eta-decay-steps must be >= 0"),
         (["--resume"], "--resume needs --run-dir"),
         (["--resume", "--run-dir", str(tmp_path)], "no config.json"),
     ]
