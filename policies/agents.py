@@ -78,6 +78,9 @@ class AgentConfig:
     """latent size M of the diffusion shaper (paper summary: 128 best of 64, 128, 256)"""
     schedule: str = "vp"
     """noise schedule of the diffusion shaper: vp | cosine"""
+    shaper_uses_action: bool = True
+    """condition the diffusion or mlp shaper's r_hat on the action too (false: r_hat(s), whose credit the actor
+    cannot steer through the slot's own action)"""
     shaper_hidden: int = 256
     """hidden width of the shaper networks"""
     shaper_lr: float = 3e-4
@@ -98,7 +101,7 @@ class AgentConfig:
 
 #: ``AgentConfig`` fields only a shaper reads (a run without shaping is the same run whatever they are), those only
 #: the diffusion shaper reads, and those only SAC (or only TD3) reads.
-SHAPER_SETTINGS = ("eta", "eta_decay_steps", "shaper_hidden", "shaper_lr", "shaping_start", "shaper_fit_every", "shaper_updates",
+SHAPER_SETTINGS = ("eta", "eta_decay_steps", "shaper_uses_action", "shaper_hidden", "shaper_lr", "shaping_start", "shaper_fit_every", "shaper_updates",
                    "shaper_periods", "shaper_max_slots")  # fmt: skip
 DIFFUSION_SETTINGS = ("shaper_steps", "latent", "schedule")
 ALGO_SETTINGS = {"sac": ("ent_coef",), "td3": ("td3_noise",)}
@@ -160,7 +163,7 @@ def sac_ent_coef(value: str) -> str | float:
 def build_shaper(shaping: str, obs_dim: int, act_dim: int, cfg: AgentConfig) -> RewardShaper | None:
     """The shaper named by ``shaping`` ("none" gives None), on ``cfg.device``."""
     check_choice("shaping", shaping, SHAPINGS)
-    common = {"hidden": cfg.shaper_hidden, "lr": cfg.shaper_lr}
+    common = {"hidden": cfg.shaper_hidden, "lr": cfg.shaper_lr, "uses_action": cfg.shaper_uses_action}
     try:
         if shaping == "diffusion":
             shaper = DiffusionShaper(
@@ -169,7 +172,9 @@ def build_shaper(shaping: str, obs_dim: int, act_dim: int, cfg: AgentConfig) -> 
         elif shaping == "mlp":
             shaper = MLPShaper(obs_dim, act_dim, **common)
         elif shaping == "potential":
-            shaper = PotentialShaper(obs_dim, act_dim, **common)
+            shaper = PotentialShaper(
+                obs_dim, act_dim, hidden=cfg.shaper_hidden, lr=cfg.shaper_lr
+            )  # Phi(s) alone
         elif shaping == "perfect":
             shaper = PerfectShaper(obs_dim, act_dim)
         else:

@@ -150,6 +150,8 @@ def study_settings(study: str, b: Budget, base: EnvSpec) -> list[tuple[str, EnvS
             return dataclasses.replace(base, settlement_slots=settle_slots(b, s))
 
         rows = [(f"settle={s}", settled(s), "same", {}) for s in b.settlements]
+        if b.train.get("reward_mix") == REDISTRIBUTE:  # every setting above is redistributed already
+            return rows
         return rows + [(f"settle={s}+{REDISTRIBUTE}", settled(s), "same", {"reward_mix": REDISTRIBUTE})
                        for s in b.redistributed]  # fmt: skip
     raise ExperimentError(f"unknown study {study!r}; choose from {', '.join(STUDIES)}")

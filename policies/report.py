@@ -515,6 +515,23 @@ def curve_course(curves: pd.DataFrame, cur: str) -> list[str]:
             text += f" (shaper term's correlation with the hidden per-slot utility {ends})"
         parts.append(text)
     head = f"**Learning curves** (mean over seeds of the held-out evaluations during training, {cur}/day): "
+    return [head + "; ".join(parts) + ".", *curve_area_comparison(curves, cur)]
+
+
+def curve_area_comparison(curves: pd.DataFrame, cur: str) -> list[str]:
+    """Per setting, the area under the held-out learning curve (a seed's mean over its evaluations after step
+    0: higher means it learned sooner or better) of MAIN minus PLAIN, paired by seed."""
+    trained = curves[curves.step > 0]
+    area = trained.groupby(["setting", "policy", "seed"], as_index=False).utility.mean()
+    parts = []
+    for setting in area.setting.unique():
+        text = paired_by_seed(area, MAIN, PLAIN, setting, "utility")
+        if text is not None:
+            parts.append(f"{setting}: {text}")
+    if not parts:
+        return []
+    head = (f"**Area under the learning curve** (a seed's mean held-out utility over its evaluations after step 0, "
+            f"{cur}/day), {MAIN} − {PLAIN} paired by seed: ")  # fmt: skip
     return [head + "; ".join(parts) + "."]
 
 
@@ -617,14 +634,22 @@ def budget_text(cfg: dict, studies=STUDIES) -> str:
 
 
 def mix_text(train: dict) -> str:
-    """What the learners' names mean under a reward mix other than the paper's additive one."""
-    if train.get("reward_mix", "add") == "add":
-        return ""
-    return (
-        " Reward mix `redistribute` (`policies/replay.py`): every learner learns from each settled amount R spread "
-        "over its period's L slots, so a learner without a shaper (sac) learns from the uniform spread R / L, and a "
-        "shaped one from R / L + eta x (r_hat - r_hat's mean over the period)."
-    )
+    """What the learners' names mean under a reward mix other than the paper's additive one, and under a
+    fading eta."""
+    text = ""
+    if train.get("reward_mix", "add") != "add":
+        text += (
+            " Reward mix `redistribute` (`policies/replay.py`): every learner learns from each settled amount R "
+            "spread over its period's L slots, so a learner without a shaper (sac) learns from the uniform spread "
+            "R / L, and a shaped one from R / L + eta x (r_hat - r_hat's mean over the period)."
+        )
+    if int(train.get("eta_decay_steps", 0)) > 0:
+        text += (
+            f" Eta fades linearly to 0 over the {train['eta_decay_steps']} steps after shaping_start "
+            "(`eta_decay_steps`); from then on a shaped learner learns from the same reward as its unshaped twin "
+            "and its shaper is no longer fitted."
+        )
+    return text
 
 
 TITLES = {

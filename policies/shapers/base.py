@@ -83,13 +83,24 @@ class RewardShaper(nn.Module, ABC):
     #: True for a diagnostic whose term is the buffer's hidden per-slot value, not ``shaping_term`` (see perfect.py)
     reads_hidden: bool = False
 
-    def __init__(self, obs_dim: int, act_dim: int, *, lr: float = 3e-4, reward_bound: float | None = None):
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        *,
+        lr: float = 3e-4,
+        reward_bound: float | None = None,
+        uses_action: bool = True,
+    ):
         super().__init__()
         if obs_dim < 1 or act_dim < 1:
             raise ShaperError(f"obs_dim and act_dim must be >= 1, got {obs_dim} and {act_dim}")
         if reward_bound is not None and not reward_bound > 0:
             raise ShaperError(f"reward_bound must be > 0, got {reward_bound}")
         self.obs_dim, self.act_dim, self.lr = obs_dim, act_dim, lr
+        # uses_action=False: r_hat(s), a credit the actor cannot steer through the slot's own action
+        self.uses_action = uses_action
+        self.input_dim = obs_dim + act_dim if uses_action else obs_dim
         self.fixed_bound = reward_bound is not None
         # 0 means "not estimated yet": the shaper outputs 0 until it has seen a settled period.
         self.register_buffer("bound", torch.tensor(float(reward_bound or 0.0)))
@@ -102,6 +113,10 @@ class RewardShaper(nn.Module, ABC):
         if self._optimizer is None:
             self._optimizer = torch.optim.Adam(self.parameters(), lr=self.lr)
         return self._optimizer
+
+    def inputs(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """What r_hat is conditioned on: [s, a], or s alone when the shaper does not use the action."""
+        return torch.cat([obs, actions], dim=-1) if self.uses_action else obs
 
     @property
     def fitted(self) -> bool:

@@ -71,7 +71,8 @@ class Denoiser(nn.Module):
 
 
 class DiffusionShaper(RewardShaper):
-    """r_hat(s, a) = bound * tanh(head(x_0)), x_0 from a W-step DDPM chain conditioned on (s, a)."""
+    """r_hat(s, a) = bound * tanh(head(x_0)), x_0 from a W-step DDPM chain conditioned on (s, a) (or on s alone,
+    ``uses_action=False``)."""
 
     kind = "diffusion"
 
@@ -87,8 +88,9 @@ class DiffusionShaper(RewardShaper):
         clip_denoised: bool = True,
         lr: float = 3e-4,
         reward_bound: float | None = None,
+        uses_action: bool = True,
     ):
-        super().__init__(obs_dim, act_dim, lr=lr, reward_bound=reward_bound)
+        super().__init__(obs_dim, act_dim, lr=lr, reward_bound=reward_bound, uses_action=uses_action)
         if latent < 1 or hidden < 1:
             raise ShaperError(f"latent size and hidden width must be >= 1, got {latent} and {hidden}")
         self.steps, self.latent, self.clip_denoised = steps, latent, clip_denoised
@@ -103,7 +105,7 @@ class DiffusionShaper(RewardShaper):
         self.register_buffer("post_c0", betas * ab_prev.sqrt() / (1 - ab))
         self.register_buffer("post_ct", (1 - ab_prev) * alphas.sqrt() / (1 - ab))
         self.register_buffer("post_std", (betas * (1 - ab_prev) / (1 - ab)).clamp(min=1e-20).sqrt())
-        self.encoder = mlp([obs_dim + act_dim, hidden, hidden])
+        self.encoder = mlp([self.input_dim, hidden, hidden])
         self.denoiser = Denoiser(latent, hidden, hidden)
         self.head = nn.Linear(latent, 1)
         # r_hat starts at exactly 0 (no noise injected into the critic before any fit); gradients still reach
@@ -128,5 +130,5 @@ class DiffusionShaper(RewardShaper):
     def step_reward(
         self, obs: torch.Tensor, actions: torch.Tensor, noise: torch.Tensor | None = None
     ) -> torch.Tensor:
-        cond = self.encoder(torch.cat([obs, actions], dim=-1))
+        cond = self.encoder(self.inputs(obs, actions))
         return self.bound * torch.tanh(self.head(self.denoise(cond, noise)).squeeze(-1))

@@ -9,7 +9,8 @@ from policies.shapers.base import RewardShaper, ShaperError, mlp
 
 
 class MLPShaper(RewardShaper):
-    """r_hat(s, a) = bound * tanh(MLP(s, a)), fitted so its sum over a settlement period matches the settlement."""
+    """r_hat(s, a) = bound * tanh(MLP(s, a)) (or MLP(s) without the action), fitted so its sum over a settlement
+    period matches the settlement."""
 
     kind = "mlp"
 
@@ -22,11 +23,12 @@ class MLPShaper(RewardShaper):
         layers: int = 3,
         lr: float = 3e-4,
         reward_bound: float | None = None,
+        uses_action: bool = True,
     ):
-        super().__init__(obs_dim, act_dim, lr=lr, reward_bound=reward_bound)
+        super().__init__(obs_dim, act_dim, lr=lr, reward_bound=reward_bound, uses_action=uses_action)
         if hidden < 1 or layers < 1:
             raise ShaperError(f"hidden width and layer count must be >= 1, got {hidden} and {layers}")
-        self.net = mlp([obs_dim + act_dim, *([hidden] * layers), 1])
+        self.net = mlp([self.input_dim, *([hidden] * layers), 1])
 
     def step_reward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        return self.bound * torch.tanh(self.net(torch.cat([obs, actions], dim=-1)).squeeze(-1))
+        return self.bound * torch.tanh(self.net(self.inputs(obs, actions)).squeeze(-1))

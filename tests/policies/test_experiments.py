@@ -287,6 +287,10 @@ def test_sparsity_trains_the_redistributed_settlements_with_their_own_runs_and_c
     assert len(p.train) == 2 * len(b.sparsity_learners) * len(b.seeds)  # the mix makes runs of their own
     none = experiments.build_parser().parse_args(["--quick", "--redistributed", "none"])
     assert experiments.resolve_budget(none).redistributed == ()
+    # with the mix set for every run, the redistributed settings would repeat the plain ones: left out
+    every = experiments.build_parser().parse_args([*argv, "--train", "reward_mix=redistribute"])
+    rows = experiments.study_settings("sparsity", experiments.resolve_budget(every), EnvSpec("tiny"))
+    assert [name for name, *_ in rows] == ["settle=daily"]
 
 
 def test_learners_override_every_study_but_sensitivity():

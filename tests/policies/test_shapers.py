@@ -53,6 +53,21 @@ def test_step_reward_shape_bound_and_per_sample(make):
         assert torch.allclose(shaper.step_reward(obs[5:6], act[5:6]), r[5:6])
 
 
+@pytest.mark.parametrize("uses_action", [True, False])
+@pytest.mark.parametrize("make", [small_diffusion, lambda **kw: MLPShaper(OBS, ACT, hidden=32, **kw)])
+def test_a_shaper_without_the_action_gives_every_action_the_same_reward(make, uses_action):
+    torch.manual_seed(0)
+    shaper = make(reward_bound=2.0, uses_action=uses_action)
+    if isinstance(shaper, DiffusionShaper):
+        randomise_head(shaper)
+    assert shaper.input_dim == OBS + ACT * uses_action
+    obs, rewards = torch.randn(8, OBS), []
+    for scale in (0.0, 5.0):
+        torch.manual_seed(1)  # the diffusion chain draws its noise inside: the same draws for both actions
+        rewards.append(shaper.step_reward(obs, torch.randn(8, ACT) * scale))
+    assert torch.equal(rewards[0], rewards[1]) != uses_action
+
+
 def test_diffusion_reward_of_a_sample_does_not_depend_on_its_batch():
     # With W = 1 and a given x_W the chain is deterministic, so the batch must equal sample-by-sample calls.
     torch.manual_seed(0)
