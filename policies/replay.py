@@ -207,9 +207,12 @@ class ShapedReplayBuffer(ReplayBuffer):
     def n_complete_periods(self) -> int:
         return len(self.complete_period_ends()[0])
 
-    def sample_periods(self, n_periods: int, max_slots: int = 64, env=None) -> PeriodBatch:
-        """``n_periods`` complete periods (with replacement), at most ``max_slots`` random slots of each."""
-        ends_pos, ends_env = self.complete_period_ends()
+    def sample_periods(
+        self, n_periods: int, max_slots: int = 64, env=None, ends: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> PeriodBatch:
+        """``n_periods`` complete periods (with replacement), at most ``max_slots`` random slots of each; drawn
+        from ``ends`` ((position, env) of period ends, as ``complete_period_ends`` gives) when given."""
+        ends_pos, ends_env = self.complete_period_ends() if ends is None else ends
         if len(ends_pos) == 0:
             raise ShaperError("no complete settlement period in the replay buffer yet")
         pick = np.random.randint(0, len(ends_pos), size=n_periods)  # noqa: NPY002 (SB3 seeds the global RNG)

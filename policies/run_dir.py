@@ -25,6 +25,7 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
 EVAL_FILE = "eval.csv"  # held-out evaluations during training (policies.eval_callback)
 LATEST_FILE = "latest"
+BUFFER_FILE = "replay_buffer.pkl"  # in a checkpoint folder, SB3's save_replay_buffer
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 

@@ -38,6 +38,7 @@ from policies.delayed import SettlementWrapper
 from policies.eval_callback import HeldOutEvalCallback, held_out_days, is_twin
 from policies.policy import episode_rates
 from policies.run_dir import (
+    BUFFER_FILE,
     MetricsLog,
     RunDir,
     RunDirError,
@@ -338,7 +339,7 @@ class CheckpointCallback(BaseCallback):
     def save(self) -> Path:
         def write(folder: Path) -> None:
             self.model.save(folder / "model.zip")
-            self.model.save_replay_buffer(folder / "replay_buffer.pkl")
+            self.model.save_replay_buffer(folder / BUFFER_FILE)
             if self.shaper is not None:
                 torch.save(
                     {"state": self.shaper.state_dict(), "extra": self.shaper.extra_state()},
@@ -469,7 +470,7 @@ def restore(args: Args, run: RunDir, ckpt: Path, env, cfg: AgentConfig):
         saved = torch.load(ckpt / "shaper.pt", map_location=cfg.device, weights_only=False)
         shaper.load_state_dict(saved["state"])
         shaper.load_extra_state(saved["extra"])
-    model = load_agent(args.algo, ckpt / "model.zip", ckpt / "replay_buffer.pkl", env, shaper, cfg.device)
+    model = load_agent(args.algo, ckpt / "model.zip", ckpt / BUFFER_FILE, env, shaper, cfg.device)
     model.tensorboard_log = str(run.tensorboard) if args.tensorboard else None
     # The env cannot be checkpointed mid-episode: the open settlement period can never be settled, so
     # it is abandoned, and the env is reset with a seed derived from the step count.

@@ -1,0 +1,200 @@
+"""Can a return decomposition be identified from the settlements a run stored? Fits a fresh shaper on the earlier
+periods of a finished run's replay buffer and scores it on the later, held-out ones against the hidden per-slot
+reward the buffer keeps for diagnosis (no learner ever trains on it).
+
+    python -m policies.shaper_probe RUN_DIR [--shaping diffusion] [--updates 1000] [--no-action] [--png PATH]
+
+Every ``--every`` fits it reports, on the training and on the held-out periods: the relative error of the
+decomposed period sums (what the fit minimises, the only score a learner could watch) and the correlation of
+r_hat with the hidden per-slot reward, overall and within periods (each minus its period's mean: the part of the
+credit a ``redistribute`` mix moves between slots). A shaper whose held-out sum error falls while its
+correlation does not rise is fitting sums the settlements cannot tie to slots. The fits are the shaper's own
+(``RewardShaper.fit_batch``, the run's ``shaper_periods`` and ``shaper_max_slots``); the buffer is the one a
+learner filled, so its states and actions are that learner's, not a random policy's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from stable_baselines3.common.save_util import load_from_pkl
+from tqdm import tqdm
+
+from policies.agents import AgentConfig, AgentError, build_shaper
+from policies.replay import ShapedReplayBuffer
+from policies.run_dir import BUFFER_FILE, RunDir, RunDirError
+from policies.shapers import RewardShaper, ShaperError
+from policies.shapers.base import pearson
+from traces.atomic import write_csv_atomic
+
+#: Shapers with an r_hat(s, a) to score (a potential has no per-slot reward; perfect is the hidden reward itself).
+PROBED = ("diffusion", "mlp")
+
+
+class ProbeError(ValueError):
+    """The run cannot be probed (no buffer, no settled periods, no hidden reward, bad option)."""
+
+
+def load_run(run: Path) -> tuple[ShapedReplayBuffer, AgentConfig]:
+    """The replay buffer of a run's latest checkpoint and the run's agent settings."""
+    run_dir = RunDir(run)
+    saved = run_dir.load_config()
+    ckpt = run_dir.latest_checkpoint()
+    if ckpt is None or not (ckpt / BUFFER_FILE).is_file():
+        raise ProbeError(f"no checkpoint with a {BUFFER_FILE} in {run}")
+    buffer = load_from_pkl(ckpt / BUFFER_FILE)
+    if not isinstance(buffer, ShapedReplayBuffer):
+        raise ProbeError(f"{ckpt / BUFFER_FILE} is not a ShapedReplayBuffer")
+    return buffer, AgentConfig(**{f.name: saved[f.name] for f in fields(AgentConfig) if f.name in saved})
+
+
+def split_periods(buffer: ShapedReplayBuffer, held_out: float) -> tuple[tuple, tuple]:
+    """(fit, held-out) period ends, in the order the periods were lived: the last ``held_out`` share held out."""
+    pos, env = buffer.complete_period_ends()
+    order = np.argsort(buffer.period_ids[pos, env], kind="stable")
+    pos, env = pos[order], env[order]
+    n_out = round(held_out * len(pos))
+    if n_out < 2 or len(pos) - n_out < 2:
+        raise ProbeError(
+            f"{len(pos)} complete settlement periods in the buffer: too few to fit on some and hold "
+            f"out {held_out:g} of them (need at least 2 of each)"
+        )
+    cut = len(pos) - n_out
+    return (pos[:cut], env[:cut]), (pos[cut:], env[cut:])
+
+
+def score(shaper: RewardShaper, buffer: ShapedReplayBuffer, ends: tuple) -> dict[str, float]:
+    """Sum error and correlations of r_hat with the hidden reward over every slot of the periods ``ends``."""
+    periods = [buffer.period_slots(p, e) for p, e in zip(*ends, strict=True)]
+    envs = np.concatenate([np.full(len(s), e) for s, e in zip(periods, ends[1], strict=True)])
+    idx = np.concatenate(periods)
+    with torch.no_grad():
+        shaper.eval()
+        r_hat = shaper.step_reward(
+            buffer.to_torch(buffer.observations[idx, envs]), buffer.to_torch(buffer.actions[idx, envs])
+        ).numpy()
+    hidden = buffer.hidden[idx, envs].astype(np.float64)
+    lengths = np.array([len(s) for s in periods])
+    period_of = np.repeat(np.arange(len(periods)), lengths)
+    sums = np.bincount(period_of, weights=r_hat)
+    settled = np.array([buffer.rewards[s, e].sum() for s, e in zip(periods, ends[1], strict=True)])
+
+    def within(x: np.ndarray) -> np.ndarray:
+        return x - (np.bincount(period_of, weights=x) / lengths)[period_of]
+
+    t = torch.as_tensor
+    return {
+        "sum_rel_err": float(np.abs(sums - settled).mean() / max(np.abs(settled).mean(), 1e-12)),
+        "corr": pearson(t(r_hat), t(hidden)),
+        "corr_within": pearson(t(within(r_hat.astype(np.float64))), t(within(hidden))),
+    }
+
+
+def probe(
+    buffer: ShapedReplayBuffer,
+    shaper: RewardShaper,
+    cfg: AgentConfig,
+    *,
+    updates: int,
+    every: int,
+    held_out: float,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """One row per scored point: fits so far and each split's sum error and correlations."""
+    fit_ends, out_ends = split_periods(buffer, held_out)
+    if not np.isfinite(buffer.hidden[fit_ends[0], fit_ends[1]]).any():
+        raise ProbeError("the buffer holds no hidden per-slot reward (the env's info has no 'utility')")
+    rows = []
+    for n in tqdm(range(1, updates + 1), disable=not progress, desc="shaper fits"):
+        shaper.fit_batch(buffer.sample_periods(cfg.shaper_periods, cfg.shaper_max_slots, ends=fit_ends))
+        if n % every == 0 or n == updates:
+            row = {"updates": n}
+            for split, ends in (("fit", fit_ends), ("held_out", out_ends)):
+                row.update({f"{split}_{k}": v for k, v in score(shaper, buffer, ends).items()})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def probe_figure(table: pd.DataFrame, path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from policies.report import save_figure
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for split, style in (("fit", "--"), ("held_out", "-")):
+        name = split.replace("_", "-")
+        left.plot(table.updates, table[f"{split}_sum_rel_err"], style, color="C0", label=name)
+        right.plot(table.updates, table[f"{split}_corr"], style, color="C0", label=f"{name}: overall")
+        right.plot(
+            table.updates, table[f"{split}_corr_within"], style, color="C1", label=f"{name}: within periods"
+        )
+    left.set(xlabel="shaper fits", ylabel="relative error of period sums", title="what the fit minimises")
+    right.set(xlabel="shaper fits", ylabel="corr(r_hat, hidden per-slot reward)", title="credit per slot")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    return save_figure(fig, path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m policies.shaper_probe", description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path, help="a policies.train run directory (its latest checkpoint's buffer)")
+    ap.add_argument("--shaping", default="diffusion", help=f"shaper to fit: {' | '.join(PROBED)}")
+    ap.add_argument("--updates", type=int, default=1000, help="shaper fits (gradient steps); default 1000")
+    ap.add_argument("--every", type=int, default=100, help="score every this many fits; default 100")
+    ap.add_argument("--held-out", type=float, default=0.25, help="share of the latest periods held out")
+    ap.add_argument("--no-action", action="store_true", help="condition r_hat on the state alone")
+    ap.add_argument("--shaper-hidden", type=int, help="hidden width instead of the run's")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the shaper's weights and of the sampling")
+    ap.add_argument("--csv", type=Path, help="write the table here")
+    ap.add_argument("--png", type=Path, help="draw the table here")
+    ap.add_argument("--no-progress", action="store_true")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.shaping not in PROBED:
+            raise ProbeError(f"unknown shaping {args.shaping!r}; choose one of {', '.join(PROBED)}")
+        if args.updates < 1 or args.every < 1:
+            raise ProbeError(f"--updates and --every must be >= 1, got {args.updates} and {args.every}")
+        if not 0 < args.held_out < 1:
+            raise ProbeError(f"--held-out must be between 0 and 1, got {args.held_out}")
+        buffer, cfg = load_run(args.run)
+        cfg = replace(cfg, shaper_uses_action=not args.no_action, device="cpu")
+        if args.shaper_hidden is not None:
+            cfg = replace(cfg, shaper_hidden=args.shaper_hidden)
+        torch.manual_seed(args.seed)
+        np.random.seed(args.seed)  # noqa: NPY002 (the buffer samples from the global RNG, as SB3 seeds it)
+        buffer.device = torch.device("cpu")
+        shaper = build_shaper(args.shaping, buffer.obs_shape[0], buffer.action_dim, cfg)
+        table = probe(
+            buffer, shaper, cfg, updates=args.updates, every=args.every, held_out=args.held_out,
+            progress=not args.no_progress,
+        )  # fmt: skip
+    except (ProbeError, RunDirError, AgentError, ShaperError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    if args.csv:
+        write_csv_atomic(args.csv, table)
+    if args.png:
+        inputs = "s" if args.no_action else "s, a"
+        title = f"{args.shaping} r_hat({inputs}) refitted on {args.run.name} (held out: the last {args.held_out:g})"
+        probe_figure(table, args.png, title)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
