@@ -363,6 +363,15 @@ def paired_by_seed(table: pd.DataFrame, a: str, b: str, setting: str | None, col
     return paired_text((x[common] - y[common]).to_numpy()) if len(common) >= 2 else None
 
 
+def rival(policies) -> str | None:
+    """The shaped learner a page compares with plain sac: sac+diffusion, else the first other learner it ran
+    (e.g. the sac+perfect diagnostic); None without sac or without another learner."""
+    present = set(policies)
+    if PLAIN not in present:
+        return None
+    return next((p for p in LEARNER_ORDER if p != PLAIN and p in present), None)
+
+
 def pct(table: pd.DataFrame, policy: str, setting: str | None = None) -> float:
     return mean_ci(per_seed(table, policy, setting, "utility_pct_of_bound"))[0]
 
@@ -445,8 +454,9 @@ def found_by_setting(t: pd.DataFrame, label: str) -> list[str]:
             if p != "oracle"
         ]
         line = f"{setting}: {', '.join(parts)}"
-        if {MAIN, PLAIN} <= set(t[t.setting == setting].policy):
-            line += f" ({MAIN} vs {PLAIN}: {compare(t, MAIN, PLAIN, setting)})"
+        shaped = rival(t[t.setting == setting].policy)
+        if shaped is not None:
+            line += f" ({shaped} vs {PLAIN}: {compare(t, shaped, PLAIN, setting)})"
         lines.append(line)
     return [f"**{label}** (utility as % of the oracle bound): " + "; ".join(lines) + "."]
 
@@ -520,18 +530,19 @@ def curve_course(curves: pd.DataFrame, cur: str) -> list[str]:
 
 def curve_area_comparison(curves: pd.DataFrame, cur: str) -> list[str]:
     """Per setting, the area under the held-out learning curve (a seed's mean over its evaluations after step
-    0: higher means it learned sooner or better) of MAIN minus PLAIN, paired by seed."""
+    0: higher means it learned sooner or better) of the shaped learner (``rival``) minus PLAIN, paired by seed."""
     trained = curves[curves.step > 0]
     area = trained.groupby(["setting", "policy", "seed"], as_index=False).utility.mean()
     parts = []
     for setting in area.setting.unique():
-        text = paired_by_seed(area, MAIN, PLAIN, setting, "utility")
+        shaped = rival(area[area.setting == setting].policy)
+        text = paired_by_seed(area, shaped, PLAIN, setting, "utility") if shaped else None
         if text is not None:
-            parts.append(f"{setting}: {text}")
+            parts.append(f"{setting}: {shaped} − {PLAIN} {text}")
     if not parts:
         return []
     head = (f"**Area under the learning curve** (a seed's mean held-out utility over its evaluations after step 0, "
-            f"{cur}/day), {MAIN} − {PLAIN} paired by seed: ")  # fmt: skip
+            f"{cur}/day), paired by seed: ")  # fmt: skip
     return [head + "; ".join(parts) + "."]
 
 
@@ -750,10 +761,10 @@ def index_cell(table: pd.DataFrame, policy: str, setting: str) -> str:
     return fmt(m) + (f" ± {fmt(half)}" if np.isfinite(half) else "")
 
 
-def paired_points(table: pd.DataFrame, setting: str) -> str:
-    """sac+diffusion minus sac in points of the oracle bound, paired by seed: mean, 95% CI, p, n."""
+def paired_points(table: pd.DataFrame, setting: str, shaped: str = MAIN) -> str:
+    """``shaped`` minus sac in points of the oracle bound, paired by seed: mean, 95% CI, p, n."""
     t = table[table.setting == setting]
-    x = t[t.policy == MAIN].groupby("seed").utility_pct_of_bound.mean()
+    x = t[t.policy == shaped].groupby("seed").utility_pct_of_bound.mean()
     y = t[t.policy == PLAIN].groupby("seed").utility_pct_of_bound.mean()
     d = (x - y).dropna().to_numpy()
     m, half, n = mean_ci(d)
@@ -786,7 +797,9 @@ def index_rows(page: Path, readme_dir: Path) -> list[str]:
             cells = [index_cell(table, p, setting) for p in LEARNER_ORDER]
             cells.append(f"{h} {index_cell(table, h, setting)}" if h else "–")
             cells.append(index_cell(table, "production-default", setting))
-            cells.append(paired_points(table, setting) if {MAIN, PLAIN} <= set(t.policy) else "–")
+            shaped = rival(t.policy)
+            paired = paired_points(table, setting, shaped) if shaped else "–"
+            cells.append(paired if shaped in (MAIN, None) else f"{shaped}: {paired}")
             name = f"{study}: {setting}" + (f" ({changed})" if changed else "")
             rows.append(
                 f"| {link} | {name} | {run} | `{short_revision(cfg.get('commit', ''))}` | "
@@ -803,7 +816,7 @@ def studies_index(pages: list[Path], readme: Path) -> str:
     if not rows:
         raise ReportError(f"no study results under {', '.join(map(str, pages))}")
     head = ("| page | study: setting | scenario, steps × seeds | commit | " + " | ".join(LEARNER_ORDER)
-            + f" | best heuristic | production default | {MAIN} − {PLAIN} (points, paired by seed, 95% CI) |")  # fmt: skip
+            + f" | best heuristic | production default | {MAIN} (or the learner named) − {PLAIN} (points, paired by seed, 95% CI) |")  # fmt: skip
     command = f"python -m policies.report --index {','.join(os.path.relpath(p, readme_dir) for p in pages)}"
     return "\n".join([
         INDEX_START, "",

@@ -181,6 +181,14 @@ def test_curve_course_names_where_a_curve_starts_peaks_and_ends():
     ]
     [line] = report.curve_course(pd.DataFrame(rows), "EUR")
     assert "s sac: 11.00 at step 0, best 31.00 at step 100, 21.00 at step 200" in line and "held-out" in line
+    # a shaped learner ahead by 5 (seed 0) and 7 (seed 2) after step 0: its area under the curve is 6 higher
+    shaped = [
+        {**r, "policy": "sac+perfect", "utility": r["utility"] + (r["step"] > 0) * (5 + r["seed"])}
+        for r in rows
+    ]
+    course, area = report.curve_course(pd.DataFrame(rows + shaped), "EUR")
+    assert "s sac+perfect: 11.00 at step 0, best 37.00 at step 100" in course
+    assert "Area under the learning curve" in area and "s: sac+perfect − sac 6.00 (95% CI" in area
     assert report.curve_course(pd.DataFrame(), "EUR") == []
     assert report.curve_course(pd.DataFrame(rows).assign(curve_source="training"), "EUR") == []
 
@@ -189,6 +197,22 @@ def test_a_page_says_what_learners_learn_from_under_the_redistribute_mix():
     cfg = {"scenario": "default", "budget": {"name": "quick", "train": {"reward_mix": "redistribute"}}}
     assert "uniform spread R / L" in report.budget_text(cfg)
     assert "redistribute" not in report.budget_text({**cfg, "budget": {"name": "quick", "train": {}}})
+    fading = {**cfg, "budget": {"name": "quick", "train": {"eta_decay_steps": 5000}}}
+    assert "Eta fades linearly to 0 over the 5000 steps" in report.budget_text(fading)
+    assert "fades" not in report.budget_text(cfg)
+
+
+def test_a_page_without_the_diffusion_learner_compares_the_one_it_ran_with_sac():
+    assert report.rival(["sac", "sac+perfect", "oracle"]) == "sac+perfect"
+    assert report.rival(["sac+perfect", "sac+diffusion", "sac"]) == "sac+diffusion"
+    assert report.rival(["sac+perfect", "oracle"]) is None and report.rival(["sac"]) is None
+    table = pd.DataFrame(
+        {"setting": "s", "policy": ["sac"] * 3 + ["sac+perfect"] * 3, "seed": [0, 1, 2] * 2,
+         "utility": [1.0, 2.0, 3.0, 2.0, 4.0, 5.0], "utility_pct_of_bound": [90.0, 91.0, 92.0, 91.0, 93.0, 94.0]}
+    )  # fmt: skip
+    [line] = report.found_by_setting(table, "Sparsity")
+    assert "sac+perfect vs sac: difference 1.67" in line
+    assert report.paired_points(table, "s", "sac+perfect").startswith("+1.7 (")
 
 
 def test_unknown_study_is_a_one_line_error(capsys):
