@@ -101,8 +101,8 @@ class AgentConfig:
 
 #: ``AgentConfig`` fields only a shaper reads (a run without shaping is the same run whatever they are), those only
 #: the diffusion shaper reads, and those only SAC (or only TD3) reads.
-SHAPER_SETTINGS = ("eta", "eta_decay_steps", "shaper_uses_action", "shaper_hidden", "shaper_lr", "shaping_start", "shaper_fit_every", "shaper_updates",
-                   "shaper_periods", "shaper_max_slots")  # fmt: skip
+SHAPER_SETTINGS = ("eta", "eta_decay_steps", "shaper_uses_action", "shaper_hidden", "shaper_lr", "shaping_start",
+                   "shaper_fit_every", "shaper_updates", "shaper_periods", "shaper_max_slots")  # fmt: skip
 DIFFUSION_SETTINGS = ("shaper_steps", "latent", "schedule")
 ALGO_SETTINGS = {"sac": ("ent_coef",), "td3": ("td3_noise",)}
 
@@ -172,9 +172,8 @@ def build_shaper(shaping: str, obs_dim: int, act_dim: int, cfg: AgentConfig) -> 
         elif shaping == "mlp":
             shaper = MLPShaper(obs_dim, act_dim, **common)
         elif shaping == "potential":
-            shaper = PotentialShaper(
-                obs_dim, act_dim, hidden=cfg.shaper_hidden, lr=cfg.shaper_lr
-            )  # Phi(s) alone
+            # Phi(s) is a function of the state alone whatever shaper_uses_action says
+            shaper = PotentialShaper(obs_dim, act_dim, hidden=cfg.shaper_hidden, lr=cfg.shaper_lr)
         elif shaping == "perfect":
             shaper = PerfectShaper(obs_dim, act_dim)
         else:
