@@ -159,8 +159,13 @@ def convergence_figure(curves: pd.DataFrame, path: Path, config: dict, by_settin
         if data.empty:
             continue
         band = curve_band(data, window)
+        drawn = set()
         for i, policy in enumerate(ordered(band.policy)):
             g = band[band.policy == policy]
+            line = (tuple(g.step), tuple(np.round(g["mean"], 9)))
+            if by_setting and line in drawn:  # the same runs on another page (e.g. its sac): drawn once
+                continue
+            drawn.add(line)
             color = f"C{list(ordered(curves.policy)).index(policy) if policy in set(curves.policy) else i}"
             ax.plot(g.step, g["mean"], label=policy, color=color)
             ax.fill_between(

@@ -152,6 +152,28 @@ def test_curves_of_several_pages_make_one_figure(finished, tmp_path, capsys):
     ]
 
 
+def test_the_same_runs_on_two_pages_are_drawn_once(finished, tmp_path, monkeypatch):
+    import shutil
+
+    tmp, _, _ = finished
+    shutil.copytree(tmp / "results", tmp_path / "copy")
+    lines, save = [], report.save_figure
+
+    def counting_save(fig, path):
+        lines.append([len(ax.get_lines()) for ax in fig.axes])
+        return save(fig, path)
+
+    monkeypatch.setattr(report, "save_figure", counting_save)
+    assert report.main(["--curves", str(tmp / "results"), "--png", str(tmp_path / "one.png")]) == 0
+    assert (
+        report.main(
+            ["--curves", f"{tmp / 'results'},{tmp_path / 'copy'}", "--png", str(tmp_path / "two.png")]
+        )
+        == 0
+    )
+    assert lines[0] == lines[1] and lines[0][0] > 0
+
+
 def test_a_page_redraws_its_figures_from_its_csvs(finished, tmp_path):
     import shutil
 
