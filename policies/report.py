@@ -368,13 +368,16 @@ def paired_by_seed(table: pd.DataFrame, a: str, b: str, setting: str | None, col
     return paired_text((x[common] - y[common]).to_numpy()) if len(common) >= 2 else None
 
 
+def others_than_plain(policies) -> list[str]:
+    """The learners (in ``LEARNER_ORDER``) besides plain sac among ``policies``; none where sac did not run."""
+    present = set(policies)
+    return [p for p in LEARNER_ORDER if p != PLAIN and p in present] if PLAIN in present else []
+
+
 def rival(policies) -> str | None:
     """The shaped learner a page compares with plain sac: sac+diffusion, else the first other learner it ran
     (e.g. the sac+perfect diagnostic); None without sac or without another learner."""
-    present = set(policies)
-    if PLAIN not in present:
-        return None
-    return next((p for p in LEARNER_ORDER if p != PLAIN and p in present), None)
+    return next(iter(others_than_plain(policies)), None)
 
 
 def pct(table: pd.DataFrame, policy: str, setting: str | None = None) -> float:
@@ -459,9 +462,10 @@ def found_by_setting(t: pd.DataFrame, label: str) -> list[str]:
             if p != "oracle"
         ]
         line = f"{setting}: {', '.join(parts)}"
-        shaped = rival(t[t.setting == setting].policy)
-        if shaped is not None:
-            line += f" ({shaped} vs {PLAIN}: {compare(t, shaped, PLAIN, setting)})"
+        present = set(t[t.setting == setting].policy)
+        versus = [f"{p} vs {PLAIN}: {compare(t, p, PLAIN, setting)}" for p in others_than_plain(present)]
+        if versus:
+            line += f" ({'; '.join(versus)})"
         lines.append(line)
     return [f"**{label}** (utility as % of the oracle bound): " + "; ".join(lines) + "."]
 
@@ -535,15 +539,15 @@ def curve_course(curves: pd.DataFrame, cur: str) -> list[str]:
 
 def curve_area_comparison(curves: pd.DataFrame, cur: str) -> list[str]:
     """Per setting, the area under the held-out learning curve (a seed's mean over its evaluations after step
-    0: higher means it learned sooner or better) of the shaped learner (``rival``) minus PLAIN, paired by seed."""
+    0: higher means it learned sooner or better) of every other learner minus PLAIN, paired by seed."""
     trained = curves[curves.step > 0]
     area = trained.groupby(["setting", "policy", "seed"], as_index=False).utility.mean()
     parts = []
     for setting in area.setting.unique():
-        shaped = rival(area[area.setting == setting].policy)
-        text = paired_by_seed(area, shaped, PLAIN, setting, "utility") if shaped else None
-        if text is not None:
-            parts.append(f"{setting}: {shaped} − {PLAIN} {text}")
+        for learner in others_than_plain(set(area[area.setting == setting].policy)):
+            text = paired_by_seed(area, learner, PLAIN, setting, "utility")
+            if text is not None:
+                parts.append(f"{setting}: {learner} − {PLAIN} {text}")
     if not parts:
         return []
     head = (f"**Area under the learning curve** (a seed's mean held-out utility over its evaluations after step 0, "

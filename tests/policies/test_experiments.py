@@ -208,9 +208,14 @@ def test_curve_course_names_where_a_curve_starts_peaks_and_ends():
         {**r, "policy": "sac+perfect", "utility": r["utility"] + (r["step"] > 0) * (5 + r["seed"])}
         for r in rows
     ]
-    course, area = report.curve_course(pd.DataFrame(rows + shaped), "EUR")
+    other = [
+        {**r, "policy": "sac+diffusion", "utility": r["utility"] + (r["step"] > 0) * (1 + r["seed"])}
+        for r in rows
+    ]
+    course, area = report.curve_course(pd.DataFrame(rows + shaped + other), "EUR")
     assert "s sac+perfect: 11.00 at step 0, best 37.00 at step 100" in course
     assert "Area under the learning curve" in area and "s: sac+perfect − sac 6.00 (95% CI" in area
+    assert "s: sac+diffusion − sac 2.00 (95% CI" in area  # every learner against sac, not only one
     assert report.curve_course(pd.DataFrame(), "EUR") == []
     assert report.curve_course(pd.DataFrame(rows).assign(curve_source="training"), "EUR") == []
 
@@ -235,6 +240,11 @@ def test_a_page_without_the_diffusion_learner_compares_the_one_it_ran_with_sac()
     [line] = report.found_by_setting(table, "Sparsity")
     assert "sac+perfect vs sac: difference 1.67" in line
     assert report.paired_points(table, "s", "sac+perfect").startswith("+1.7 (")
+    both = pd.concat([table, table[table.policy == "sac+perfect"].assign(policy="sac+diffusion")])
+    [line] = report.found_by_setting(both, "Sparsity")
+    assert (
+        "(sac+diffusion vs sac: difference 1.67" in line and "; sac+perfect vs sac: difference 1.67" in line
+    )
 
 
 def test_unknown_study_is_a_one_line_error(capsys):
