@@ -143,9 +143,9 @@ class ShapedReplayBuffer(ReplayBuffer):
 
     def _get_samples(self, batch_inds: np.ndarray, env=None) -> ReplayBufferSamples:
         samples = super()._get_samples(batch_inds, env)
-        if self.mix == "add" and (not self.shaping_active or self.eta == 0):
-            return samples
         shaping = self.shaping_active and self.eta != 0
+        if self.mix == "add" and not shaping:
+            return samples
         term = torch.zeros_like(samples.rewards)
         if shaping:
             hidden = self.to_torch(self.hidden[batch_inds, 0]) if self.shaper.reads_hidden else None
