@@ -5,6 +5,7 @@ Run ``python -m twin.calibrate --help``; fits are in twin.fitting, the card sche
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -625,7 +626,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for path in written:
         print(path)
+    if not args.cited:
+        print(fit_table(written))
     return 0
+
+
+def fit_table(cards: Sequence[Path]) -> str:
+    """A Markdown table of how well each written card's linear cost model fits its trace (the cards' ``fit``)."""
+    lines = [
+        "| card | latency in-sample MAPE | latency held-out MAPE (max) | energy in-sample MAPE "
+        "| energy held-out MAPE (max) | points fitted / held out |",
+        "|---|---|---|---|---|---|",
+    ]
+    for path in cards:
+        fit = json.loads(Path(path).read_text())["fit"]
+        lat, en = fit["latency"], fit["energy"]
+        cells = [
+            f"{lat['in_sample']['mape']:.1f} %",
+            f"{lat['heldout']['mape']:.1f} % ({lat['heldout']['max_abs_pct']:.0f} %)",
+            f"{en['in_sample']['mape']:.1f} %",
+            f"{en['heldout']['mape']:.1f} % ({en['heldout']['max_abs_pct']:.0f} %)",
+            f"{lat['in_sample']['n']} / {lat['heldout']['n']}",
+        ]
+        lines.append(f"| {Path(path).stem} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

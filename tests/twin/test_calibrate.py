@@ -235,3 +235,13 @@ def test_short_energy_windows_are_not_fitted(tmp_path):
     card = load_card(path)
     assert _grid_error(card, EN, card.batch_energy_j) < 0.01
     assert _grid_error(card, LAT, card.batch_latency_s) < 0.01  # its latency is still a measurement
+
+
+def test_cli_prints_each_cards_fit_as_a_table_row(tmp_path, capsys):
+    write_trace(tmp_path / "traces", spoil_heldout=1.3)
+    assert main(["--traces", str(tmp_path / "traces"), "--out", str(tmp_path / "out")]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| test-gpu__")]
+    assert len(rows) == 1 and rows[0].startswith("| test-gpu__sd-1.5__eager |")
+    fit = json.loads((tmp_path / "out" / "test-gpu__sd-1.5__eager.json").read_text())["fit"]
+    assert f"{fit['latency']['heldout']['mape']:.1f} %" in rows[0]
+    assert fit["latency"]["heldout"]["mape"] > 20  # the spoiled held-out points show up in the table

@@ -30,7 +30,7 @@ def test_every_cited_point_of_a_traced_model_gets_a_row_with_its_ratios():
         r for r in rows if r.startswith("| sd3.5-medium | 1 | 28 |")
     )  # 28 steps: between measured ones
     assert sd35.endswith("card fit |")
-    assert modes == {"eager"}
+    assert modes == {"eager", "compile"}
 
 
 def test_a_trace_without_its_card_skips_the_points_it_lacks(tmp_path):
@@ -59,4 +59,4 @@ def test_a_trace_without_energy_gets_na_cells_not_a_crash(tmp_path):
 
 def test_an_absent_mode_names_the_modes_there(capsys):
     assert main(["--mode", "compiled"]) == 2
-    assert "modes in the traces: eager" in capsys.readouterr().err
+    assert "modes in the traces: compile, eager" in capsys.readouterr().err
