@@ -173,11 +173,12 @@ class ShapedReplayBuffer(ReplayBuffer):
 
     def refresh_periods(self, max_slots: int = 64) -> None:
         """Redistribute: each stored settled period's mean shaping term, on at most ``max_slots`` random slots
-        (after a shaper fit; the sampled rewards then sum to the settled amounts over each period again)."""
+        (after a shaper fit; the sampled rewards then sum to the settled amounts over each period again). A period
+        the ring has partly overwritten gets the mean over its surviving slots, so they stay centred on the current
+        shaper's term rather than on the one of its last refresh while it was whole."""
         if self.mix != "redistribute" or self.shaper is None:
             return
-        ends_pos, ends_env = self.complete_period_ends()
-        periods = [self.period_slots(p, e) for p, e in zip(ends_pos, ends_env, strict=True)]
+        periods = self._settled_periods()
         rng = np.random  # the global RNG, which SB3 seeds
         chosen = [s if len(s) <= max_slots else rng.choice(s, max_slots, replace=False) for s in periods]
         if not chosen:
@@ -191,6 +192,14 @@ class ShapedReplayBuffer(ReplayBuffer):
         bounds = np.cumsum([0] + [len(c) for c in chosen])
         for slots, lo, hi in zip(periods, bounds[:-1], bounds[1:], strict=True):
             self.period_term[slots, 0] = term[lo:hi].mean()
+
+    def _settled_periods(self) -> list[np.ndarray]:
+        """Buffer positions (env 0) of every settled period still in the buffer, whole or the slots of it the ring
+        has not overwritten yet, oldest period first."""
+        settled = np.flatnonzero(~np.isnan(self.period_mean[:, 0]))
+        ids = self.period_ids[settled, 0]
+        order = np.argsort(ids, kind="stable")
+        return np.split(settled[order], np.flatnonzero(np.diff(ids[order])) + 1) if len(settled) else []
 
     # --- periods for fitting shapers --------------------------------------------------------------------
     def complete_period_ends(self) -> tuple[np.ndarray, np.ndarray]:

@@ -375,3 +375,22 @@ def test_periods_are_tracked_per_env():
     assert sorted(zip(env.tolist(), pos.tolist(), strict=True)) == [(0, 1), (0, 3), (0, 5), (1, 2), (1, 5)]
     batch = buffer.sample_periods(20)
     assert set(zip(batch.lengths.tolist(), batch.returns.tolist(), strict=True)) == {(2.0, 1.0), (3.0, 2.0)}
+
+
+def test_refresh_recentres_a_partly_overwritten_period_on_its_surviving_slots():
+    torch.manual_seed(0)
+    buffer = make_buffer(size=6, mix="redistribute")
+    fill(buffer, 8, period=4)  # positions 2, 3 hold t=2, 3 of the first period (settled with 3); 0, 1 hold t=6, 7
+    shaper = MLPShaper(OBS, ACT, hidden=16, reward_bound=3.0)
+    buffer.attach_shaper(shaper)
+    buffer.shaping_enabled = True
+    with torch.no_grad():
+        shaper.net[-1].bias.add_(1.0)  # another fit: every term moves, a stale period mean would show it
+    buffer.refresh_periods()
+    obs = torch.as_tensor(buffer.observations[:6, 0])
+    term = shaper.step_reward(obs, torch.zeros(6, ACT)).detach().numpy()
+    rewards = sampled_rewards(buffer, 6)
+    survivors = [2, 3]  # t=2, 3: their shaped rewards still average the uniform spread 0.75
+    assert np.isclose(rewards[survivors].mean(), 0.75, atol=1e-5)
+    assert np.allclose(np.diff(rewards[survivors]), 0.4 * np.diff(term[survivors]), atol=1e-5)
+    assert np.isclose(rewards[[4, 5, 0, 1]].sum(), 7.0, atol=1e-5)  # the whole second period still sums to R
