@@ -18,6 +18,7 @@ import pandas as pd
 
 from traces.profile_schema import TraceSchemaError, read_profile
 from twin.calibrate import DEFAULT_TRACES, find_traces, main_group, shown
+from twin.compare_published import print_table
 
 HEADER = (
     "| gpu | model | batch | steps compared | speed-up median (range) | energy ratio median (range) "
@@ -85,16 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TraceSchemaError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if not rows:
-        print(
-            f"error: no trace under {shown(args.traces)} measured both {args.base} and {args.mode} at the same "
-            "steps and batch",
-            file=sys.stderr,
-        )
-        return 2
-    print(HEADER)
-    print("\n".join(rows))
-    return 0
+    empty = f"no trace under {shown(args.traces)} measured both {args.base} and {args.mode} at the same steps and batch"
+    return print_table(HEADER, rows, empty)
 
 
 if __name__ == "__main__":

@@ -114,14 +114,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TraceSchemaError, CardError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    empty = (
+        f"no {args.mode} trace under {shown(args.traces)} has a published counterpart (modes in the traces: "
+        f"{', '.join(sorted(modes)) or 'none'})"
+    )
+    return print_table(HEADER, rows, empty)
+
+
+def print_table(header: str, rows: list[str], empty: str) -> int:
+    """Print a Markdown table and return 0, or, when it has no rows, ``empty`` as a one-line error and 2."""
     if not rows:
-        print(
-            f"error: no {args.mode} trace under {shown(args.traces)} has a published counterpart (modes in the "
-            f"traces: {', '.join(sorted(modes)) or 'none'})",
-            file=sys.stderr,
-        )
+        print(f"error: {empty}", file=sys.stderr)
         return 2
-    print(HEADER)
+    print(header)
     print("\n".join(rows))
     return 0
 
