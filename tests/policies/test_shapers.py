@@ -380,7 +380,8 @@ def test_periods_are_tracked_per_env():
 def test_refresh_recentres_a_partly_overwritten_period_on_its_surviving_slots():
     torch.manual_seed(0)
     buffer = make_buffer(size=6, mix="redistribute")
-    fill(buffer, 8, period=4)  # positions 2, 3 hold t=2, 3 of the first period (settled with 3); 0, 1 hold t=6, 7
+    # positions 2, 3 hold t=2, 3 of the first period (settled with 3); 0, 1 hold t=6, 7 of the second
+    fill(buffer, 8, period=4)
     shaper = MLPShaper(OBS, ACT, hidden=16, reward_bound=3.0)
     buffer.attach_shaper(shaper)
     buffer.shaping_enabled = True
