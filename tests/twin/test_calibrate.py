@@ -245,3 +245,13 @@ def test_cli_prints_each_cards_fit_as_a_table_row(tmp_path, capsys):
     fit = json.loads((tmp_path / "out" / "test-gpu__sd-1.5__eager.json").read_text())["fit"]
     assert f"{fit['latency']['heldout']['mape']:.1f} %" in rows[0]
     assert fit["latency"]["heldout"]["mape"] > 20  # the spoiled held-out points show up in the table
+
+
+def test_fit_table_without_held_out_points_shows_leave_one_step_out(tmp_path, capsys):
+    write_trace(tmp_path / "traces")
+    assert (
+        main(["--traces", str(tmp_path / "traces"), "--out", str(tmp_path / "out"), "--heldout-steps", "99"])
+        == 0
+    )
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| test-gpu__"))
+    assert row.count("leave-one-step-out") == 2 and row.endswith("/ 0 |")
