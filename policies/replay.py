@@ -195,7 +195,8 @@ class ShapedReplayBuffer(ReplayBuffer):
 
     def _settled_periods(self) -> list[np.ndarray]:
         """Buffer positions (env 0) of every settled period still in the buffer, whole or the slots of it the ring
-        has not overwritten yet, oldest period first."""
+        has not overwritten yet; oldest period first, each period's slots in position order (not time order where
+        a period crosses the ring's end: the means taken over them do not care)."""
         settled = np.flatnonzero(~np.isnan(self.period_mean[:, 0]))
         ids = self.period_ids[settled, 0]
         order = np.argsort(ids, kind="stable")

@@ -5,9 +5,10 @@ only seconds between them) gets back several archives, each holding the committe
 This folds them in. A source is a folder laid out ``<gpu>/<model>.csv`` (+ ``.json`` sidecar) or a ``.tar.gz`` as
 ``scripts/gpu_sweep.sh`` packs one. Rows are keyed by ``traces.profile_schema.KEY_COLUMNS``: a point already in
 the destination keeps its row (another copy of it may differ in the last float digits after a rewrite elsewhere);
-a point new to the destination comes from the source that measured it last. Sidecars must agree on
-``profiling.session.CONSISTENT_KEYS``; their ``runs`` and ``notes`` are united, the top-level fields come from the
-latest run's sidecar, and the temperature and clock ranges are recomputed over the merged rows. Writes are atomic.
+a point new to the destination comes from its latest measurement among the sources. Sidecars must agree on
+``profiling.session.CONSISTENT_KEYS`` (a source trace without one is refused); their ``runs`` and ``notes`` are
+united, the top-level fields come from the latest run's sidecar, and the temperature and clock ranges are
+recomputed over the merged rows. Nothing is written unless every trace merged (``write_all``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import pandas as pd
 from profiling.session import CONSISTENT_KEYS, state_ranges
 from traces.atomic import write_csv_atomic, write_json_atomic
 from traces.data_paths import REPO_ROOT
-from traces.profile_schema import KEY_COLUMNS, TraceSchemaError, read_profile, read_sidecar, sidecar_path
+from traces.profile_schema import KEY_COLUMNS, read_profile, read_sidecar, sidecar_path
 
 
 class MergeError(ValueError):
@@ -43,12 +44,6 @@ class Merged:
     added: int
     kept: int
 
-    def write(self) -> None:
-        if self.added:
-            write_csv_atomic(self.trace, self.frame)
-            if self.sidecar is not None:
-                write_json_atomic(sidecar_path(self.trace), self.sidecar)
-
 
 def trace_files(root: Path) -> dict[str, Path]:
     """``<gpu>/<model>.csv`` -> its path, for every trace under ``root``."""
@@ -56,7 +51,12 @@ def trace_files(root: Path) -> dict[str, Path]:
 
 
 def _sidecar(trace: Path) -> dict[str, Any] | None:
-    return read_sidecar(trace) if sidecar_path(trace).is_file() else None
+    if not sidecar_path(trace).is_file():
+        return None
+    sidecar = read_sidecar(trace)
+    if not isinstance(sidecar.get("notes", []), list) or not isinstance(sidecar.get("runs", []), list):
+        raise MergeError(f"{sidecar_path(trace)}: 'notes' and 'runs' must be lists")
+    return sidecar
 
 
 def merge_sidecars(name: str, sidecars: list[dict[str, Any]], frame: pd.DataFrame) -> dict[str, Any]:
@@ -79,17 +79,20 @@ def merge_sidecars(name: str, sidecars: list[dict[str, Any]], frame: pd.DataFram
 
 
 def merge_trace(dest: Path, sources: list[Path]) -> Merged:
-    """The rows of ``sources`` (copies of one trace) folded into those of ``dest``; nothing is written."""
+    """The rows of ``sources`` (copies of one trace) folded into those of ``dest``; nothing is written. A point
+    already in ``dest`` keeps its row; a new one comes from its latest measurement among the sources."""
+    unchecked = [str(s) for s in sources if not sidecar_path(s).is_file()]
+    if unchecked:  # rows of unknown provenance could be another GPU's
+        raise MergeError(f"no sidecar beside {unchecked[0]}: its rows cannot be checked against the trace's")
     old = read_profile(dest) if dest.is_file() else None
-    frames = [] if old is None else [old]
-    news = sorted((read_profile(s) for s in sources), key=lambda f: str(f["measured_at"].max()), reverse=True)
-    frames += news  # the destination first, then the latest-measured source: drop_duplicates keeps the first
+    new = pd.concat([read_profile(s) for s in sources], ignore_index=True)
+    new = new.sort_values("measured_at", ascending=False, na_position="last", kind="stable")
+    frames = [new] if old is None else [old, new]  # drop_duplicates keeps the first: dest, then the latest
     merged = pd.concat(frames, ignore_index=True).drop_duplicates(list(KEY_COLUMNS), keep="first")
     merged = merged.reset_index(drop=True)
     kept = 0 if old is None else len(old)
-    sidecars = [s for s in (_sidecar(p) for p in ([dest] if old is not None else []) + sources) if s]
-    sidecar = merge_sidecars(str(dest), sidecars, merged) if sidecars else None
-    return Merged(dest, merged, sidecar, len(merged) - kept, kept)
+    sidecars = [s for s in map(_sidecar, [dest, *sources]) if s]
+    return Merged(dest, merged, merge_sidecars(str(dest), sidecars, merged), len(merged) - kept, kept)
 
 
 def _unpacked(source: Path, scratch: Path) -> Path:
@@ -98,6 +101,10 @@ def _unpacked(source: Path, scratch: Path) -> Path:
         return source
     if not source.is_file():
         raise MergeError(f"no source at {source}")
+    if not hasattr(tarfile, "data_filter"):  # Python < 3.11.4: no safe extraction of an archive's members
+        raise MergeError(
+            f"{source}: this Python cannot unpack archives safely (3.11.4+); unpack it and pass its folder"
+        )
     try:
         with tarfile.open(source, "r:gz") as tar:
             out = scratch / f"{len(list(scratch.iterdir()))}"
@@ -107,8 +114,30 @@ def _unpacked(source: Path, scratch: Path) -> Path:
     return out
 
 
+def write_all(results: Sequence[Merged]) -> None:
+    """Every changed trace and sidecar written beside itself first, then all renamed into place: an error while
+    writing leaves the destination as it was (only a failure among the final renames could leave it half done)."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for r in (r for r in results if r.added):
+            for final, write in (
+                (r.trace, lambda tmp, r=r: write_csv_atomic(tmp, r.frame)),
+                (sidecar_path(r.trace), lambda tmp, r=r: write_json_atomic(tmp, r.sidecar)),
+            ):
+                tmp = final.with_name(f".{final.name}.merging")
+                write(tmp)
+                staged.append((tmp, final))
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    for tmp, final in staged:
+        tmp.replace(final)
+
+
 def merge(sources: Sequence[Path], into: Path) -> list[Merged]:
-    """Merge every trace of ``sources`` into ``into/<gpu>/<model>.csv`` (written atomically, file by file)."""
+    """Merge every trace of ``sources`` into ``into/<gpu>/<model>.csv``; nothing is written unless every trace
+    merged (``write_all``)."""
     with tempfile.TemporaryDirectory() as tmp:
         found: dict[str, list[Path]] = {}
         for source in sources:
@@ -117,10 +146,7 @@ def merge(sources: Sequence[Path], into: Path) -> list[Merged]:
         if not found:
             raise MergeError(f"no <gpu>/<model>.csv trace in {', '.join(map(str, sources))}")
         results = [merge_trace(Path(into) / name, paths) for name, paths in sorted(found.items())]
-    for (
-        result
-    ) in results:  # written only once every trace merged: a bad source leaves the destination as it was
-        result.write()
+    write_all(results)
     return results
 
 
@@ -135,7 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         results = merge(args.sources, args.into)
-    except (MergeError, TraceSchemaError) as exc:
+    except (
+        ValueError,
+        OSError,
+    ) as exc:  # MergeError, TraceSchemaError, a malformed CSV or JSON, a failed write
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for r in results:

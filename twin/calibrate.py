@@ -608,11 +608,13 @@ def fit_table(cards: Sequence[Path]) -> str:
     """A Markdown table of how well each written card's linear cost model fits its trace (the cards' ``fit``);
     where no held-out step count was measured, the held-out columns give the leave-one-step-out errors."""
 
+    def pct(errors: dict) -> str:
+        return "n/a" if errors["mape"] is None else f"{errors['mape']:.1f} % ({errors['max_abs_pct']:.0f} %)"
+
     def held(report: dict) -> str:
         if report["heldout"]["n"]:
-            return f"{report['heldout']['mape']:.1f} % ({report['heldout']['max_abs_pct']:.0f} %)"
-        loso = report["leave_one_step_out"]
-        return f"{loso['mape']:.1f} % ({loso['max_abs_pct']:.0f} %), leave-one-step-out"
+            return pct(report["heldout"])
+        return f"{pct(report['leave_one_step_out'])}, leave-one-step-out"
 
     lines = [
         "| card | latency in-sample MAPE | latency held-out MAPE (max) | energy in-sample MAPE "

@@ -3,8 +3,8 @@
 For every trace under ``--traces`` (``<gpu>/<model>.csv``) that measured both modes, prints one Markdown row per
 batch size measured in both: over the step counts measured in both, the speed-up (base latency / mode latency per
 image) and the energy ratio (mode / base GPU energy per image, gross), each as median and range, and both sides at
-the largest shared step count. Rows are restricted to the scheduler and resolution a card describes
-(``twin.calibrate.main_group``) and to ``ok`` points.
+the largest shared step count. Rows are restricted to ``ok`` points at the scheduler and resolution of the base
+mode's card (``twin.calibrate.main_group``), on both sides.
 """
 
 from __future__ import annotations
@@ -29,15 +29,16 @@ KEY = ["steps", "batch"]
 
 
 def paired_points(frame: pd.DataFrame, base: str, mode: str) -> pd.DataFrame:
-    """One row per (steps, batch) measured ``ok`` in both modes: per-image latency and energy of each side."""
+    """One row per (steps, batch) measured ``ok`` in both modes at the scheduler and resolution of the base mode's
+    card (``main_group``): per-image latency and energy of each side."""
     ok = frame[frame["status"] == "ok"]
     cols = [*KEY, "latency_image_mean_s", "energy_image_j"]
-    sides = [
-        main_group(ok[ok["mode"] == m])[0][cols] if (ok["mode"] == m).any() else None for m in (base, mode)
-    ]
-    if sides[0] is None or sides[1] is None:
+    if not (ok["mode"] == base).any() or not (ok["mode"] == mode).any():
         return pd.DataFrame(columns=cols)
-    return sides[0].merge(sides[1], on=KEY, suffixes=("_base", "_mode")).sort_values(KEY)
+    base_rows, scheduler, resolution, _ = main_group(ok[ok["mode"] == base])
+    same = (ok["mode"] == mode) & (ok["scheduler"] == scheduler) & (ok["resolution"] == resolution)
+    pairs = base_rows[cols].merge(ok.loc[same, cols], on=KEY, suffixes=("_base", "_mode"))
+    return pairs.dropna(subset=["latency_image_mean_s_base", "latency_image_mean_s_mode"]).sort_values(KEY)
 
 
 def _median_range(values: pd.Series, fmt: str) -> str:

@@ -74,3 +74,52 @@ def test_bad_sources_are_one_line_errors(tmp_path, capsys):
         assert main([str(tmp_path / source), "--into", str(tmp_path / "dest")]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error:") and err.count("\n") == 1
+
+
+def test_a_point_added_by_two_sources_comes_from_its_later_measurement(tmp_path):
+    _copy(tmp_path / "dest", rows=range(0, 10))
+    early = _copy(tmp_path / "a", rows=[10, 11])
+    late = _copy(tmp_path / "b", rows=[10])
+    frame = pd.read_csv(early)  # a: point 10 early, point 11 later than b's copy of point 10
+    frame.loc[0, ["measured_at", "latency_batch_mean_s"]] = ["2026-01-01T00:00:00+00:00", 111.0]
+    frame.loc[1, "measured_at"] = "2026-12-31T00:00:00+00:00"
+    frame.to_csv(early, index=False)
+    frame = pd.read_csv(late)
+    frame.loc[0, ["measured_at", "latency_batch_mean_s"]] = ["2026-06-01T00:00:00+00:00", 222.0]
+    frame.to_csv(late, index=False)
+    [result] = merge([tmp_path / "a", tmp_path / "b"], tmp_path / "dest")
+    assert (result.added, result.kept) == (2, 10)
+    assert 222.0 in set(result.frame["latency_batch_mean_s"]) and 111.0 not in set(
+        result.frame["latency_batch_mean_s"]
+    )
+
+
+def test_a_source_without_a_sidecar_or_with_a_broken_one_is_refused(tmp_path, capsys):
+    _copy(tmp_path / "dest", rows=range(0, 10))
+    _copy(tmp_path / "a", rows=range(10, 20))
+    sidecar = tmp_path / "a" / "h100" / "sd-2.1.json"
+    sidecar.unlink()
+    assert main([str(tmp_path / "a"), "--into", str(tmp_path / "dest")]) == 2
+    assert "no sidecar beside" in capsys.readouterr().err
+    for text in ("{not json", json.dumps({"gpu_name": "x", "notes": "not a list"})):
+        sidecar.write_text(text)
+        assert main([str(tmp_path / "a"), "--into", str(tmp_path / "dest")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and err.count("\n") == 1
+    assert len(read_profile(tmp_path / "dest" / "h100" / "sd-2.1.csv")) == 10
+
+
+def test_a_failed_write_leaves_every_destination_file_as_it_was(tmp_path, monkeypatch):
+    import profiling.merge as merge_module
+
+    _copy(tmp_path / "dest", rows=range(0, 10))
+    before = {p.name: p.read_bytes() for p in (tmp_path / "dest" / "h100").iterdir()}
+    _copy(tmp_path / "a", rows=range(10, 20))
+
+    def fail(path, obj):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(merge_module, "write_json_atomic", fail)  # the CSV is staged, then the sidecar fails
+    with pytest.raises(OSError):
+        merge([tmp_path / "a"], tmp_path / "dest")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "dest" / "h100").iterdir()} == before  # no leftovers

@@ -255,3 +255,17 @@ def test_fit_table_without_held_out_points_shows_leave_one_step_out(tmp_path, ca
     )
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| test-gpu__"))
     assert row.count("leave-one-step-out") == 2 and row.endswith("/ 0 |")
+
+
+def test_fit_table_says_n_a_where_nothing_could_be_scored(tmp_path):
+    from twin.calibrate import fit_table
+
+    none = {"mape": None, "max_abs_pct": None, "n": 0}
+    scored = {"mape": 1.25, "max_abs_pct": 3.0, "n": 4}
+    report = {"in_sample": scored, "heldout": none, "leave_one_step_out": none}
+    card = tmp_path / "g__m__eager.json"
+    card.write_text(json.dumps({"fit": {"latency": report, "energy": report}}))
+    row = fit_table([card]).splitlines()[-1]
+    assert row == (
+        "| g__m__eager | 1.2 % | n/a, leave-one-step-out | 1.2 % | n/a, leave-one-step-out | 4 / 0 |"
+    )

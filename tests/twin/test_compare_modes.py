@@ -14,7 +14,7 @@ pytestmark = pytest.mark.skipif(not (DEFAULT_TRACES / "h100").is_dir(), reason="
 
 
 def _copy(tmp_path, model: str):
-    (tmp_path / "h100").mkdir()
+    (tmp_path / "h100").mkdir(parents=True)
     for suffix in (".csv", ".json"):
         shutil.copy(DEFAULT_TRACES / "h100" / f"{model}{suffix}", tmp_path / "h100" / f"{model}{suffix}")
     return tmp_path / "h100" / f"{model}.csv"
@@ -51,3 +51,15 @@ def test_a_trace_with_one_mode_gives_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: no trace under") and err.count("\n") == 1
     assert main(["--traces", str(tmp_path / "absent")]) == 2
+
+
+def test_both_modes_are_compared_at_the_base_modes_resolution(tmp_path):
+    expected = compare(_copy(tmp_path / "plain", "sd-1.5").parents[1])
+    trace = _copy(tmp_path / "mixed", "sd-1.5")
+    frame = pd.read_csv(trace)
+    compiled = frame[frame["mode"] == "compile"]
+    # compile also measured at 768 px, more often than at 512: alone, its card would describe 768 px
+    at_768 = compiled.assign(resolution=768, latency_image_mean_s=compiled["latency_image_mean_s"] * 10)
+    frame = pd.concat([frame, at_768, at_768.assign(steps=at_768["steps"] + 100)], ignore_index=True)
+    frame.to_csv(trace, index=False)
+    assert compare(tmp_path / "mixed") == expected  # paired with the 512 px points eager measured
