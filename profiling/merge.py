@@ -86,8 +86,9 @@ def merge_trace(dest: Path, sources: list[Path]) -> Merged:
         raise MergeError(f"no sidecar beside {unchecked[0]}: its rows cannot be checked against the trace's")
     old = read_profile(dest) if dest.is_file() else None
     new = pd.concat([read_profile(s) for s in sources], ignore_index=True)
-    new = new.sort_values("measured_at", ascending=False, na_position="last", kind="stable")
-    frames = [new] if old is None else [old, new]  # drop_duplicates keeps the first: dest, then the latest
+    latest = new.sort_values("measured_at", ascending=False, na_position="last", kind="stable")
+    new = latest.drop_duplicates(list(KEY_COLUMNS)).sort_values("measured_at", kind="stable")  # time order
+    frames = [new] if old is None else [old, new]  # drop_duplicates keeps the first: the destination's row
     merged = pd.concat(frames, ignore_index=True).drop_duplicates(list(KEY_COLUMNS), keep="first")
     merged = merged.reset_index(drop=True)
     kept = 0 if old is None else len(old)
