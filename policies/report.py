@@ -151,13 +151,11 @@ def convergence_figure(curves: pd.DataFrame, path: Path, config: dict, by_settin
     paired = paired[paired.policy != PLAIN]
     if by_setting:
         curves, paired = (f.assign(policy=f.policy + " " + f.setting) for f in (curves, paired))
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
-    for ax, data, ylabel in (
-        (axes[0], curves, f"{what} ({currency(config)}/day)"),
-        (axes[1], paired, f"minus {PLAIN} on the same {unit} ({currency(config)}/day)"),
-    ):
-        if data.empty:
-            continue
+    panels = [(curves, f"{what} ({currency(config)}/day)")]
+    if not paired.empty:  # a page of sac alone has nothing to pair: one panel
+        panels.append((paired, f"minus {PLAIN} on the same {unit} ({currency(config)}/day)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2), squeeze=False)
+    for ax, (data, ylabel) in zip(axes[0], panels, strict=True):
         band = curve_band(data, window)
         drawn = set()
         for i, policy in enumerate(ordered(band.policy)):
@@ -175,7 +173,8 @@ def convergence_figure(curves: pd.DataFrame, path: Path, config: dict, by_settin
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    axes[1].axhline(0, color="k", lw=0.8)
+    if len(panels) == 2:
+        axes[0, 1].axhline(0, color="k", lw=0.8)
     per_line = curves.groupby(["policy", "setting"]).seed.nunique()
     seeds = f"{per_line.min()}" + (f"-{per_line.max()}" if per_line.max() != per_line.min() else "")
     fig.suptitle(

@@ -174,6 +174,19 @@ def test_the_same_runs_on_two_pages_are_drawn_once(finished, tmp_path, monkeypat
     assert lines[0] == lines[1] and lines[0][0] > 0
 
 
+def test_a_page_of_sac_alone_draws_one_panel_not_an_empty_second(finished, tmp_path, monkeypatch):
+    tmp, _, _ = finished
+    curves = pd.read_csv(tmp / "results" / "sparsity" / "sparsity_curves.csv")
+    panels, save = [], report.save_figure
+    monkeypatch.setattr(
+        report, "save_figure", lambda fig, path: panels.append(len(fig.axes)) or save(fig, path)
+    )
+    config = {"scenario": "tiny"}
+    report.convergence_figure(curves, tmp_path / "all.png", config, by_setting=True)
+    report.convergence_figure(curves[curves.policy == "sac"], tmp_path / "sac.png", config, by_setting=True)
+    assert panels == [2, 1]
+
+
 def test_a_page_redraws_its_figures_from_its_csvs(finished, tmp_path):
     import shutil
 
