@@ -40,7 +40,7 @@ class Merged:
 
     trace: Path
     frame: pd.DataFrame
-    sidecar: dict[str, Any] | None
+    sidecar: dict[str, Any]
     added: int
     kept: int
 
