@@ -27,7 +27,7 @@ import pandas as pd
 from profiling.session import CONSISTENT_KEYS, state_ranges
 from traces.atomic import write_csv_atomic, write_json_atomic
 from traces.data_paths import REPO_ROOT
-from traces.profile_schema import KEY_COLUMNS, read_profile, read_sidecar, sidecar_path
+from traces.profile_schema import KEY_COLUMNS, find_traces, read_profile, read_sidecar, sidecar_path
 
 
 class MergeError(ValueError):
@@ -47,7 +47,7 @@ class Merged:
 
 def trace_files(root: Path) -> dict[str, Path]:
     """``<gpu>/<model>.csv`` -> its path, for every trace under ``root``."""
-    return {f"{p.parent.name}/{p.name}": p for p in sorted(root.glob("*/*.csv"))}
+    return {f"{p.parent.name}/{p.name}": p for p in find_traces(root)}
 
 
 def _sidecar(trace: Path) -> dict[str, Any] | None:

@@ -90,6 +90,11 @@ def read_profile(path: str | Path) -> pd.DataFrame:
     return coerce_profile(frame, str(path))
 
 
+def find_traces(traces_dir: str | Path) -> list[Path]:
+    """Profile traces laid out as ``<traces_dir>/<gpu-slug>/<model>.csv``, sorted."""
+    return sorted(p for p in Path(traces_dir).glob("*/*.csv") if p.is_file())
+
+
 def sidecar_path(trace_path: str | Path) -> Path:
     """The JSON provenance sidecar that sits beside a trace: ``foo.csv`` -> ``foo.json``."""
     return Path(trace_path).with_suffix(".json")

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from traces.atomic import write_json_atomic
 from traces.data_paths import REPO_ROOT
-from traces.profile_schema import TraceSchemaError, read_profile, read_sidecar
+from traces.profile_schema import TraceSchemaError, find_traces, read_profile, read_sidecar
 from twin import cited
 from twin.cards import CARDS_DIR, QUALITY_FORMS, card_filename, card_from_dict
 from twin.fitting import (
@@ -415,11 +415,6 @@ def main_group(frame: pd.DataFrame) -> tuple[pd.DataFrame, str, int, int]:
     scheduler, resolution = counts.index[0]
     rows = frame[(frame["scheduler"] == scheduler) & (frame["resolution"] == resolution)]
     return rows, str(scheduler), int(resolution), len(counts)
-
-
-def find_traces(traces_dir: Path) -> list[Path]:
-    """Profile traces laid out as ``<traces_dir>/<gpu-slug>/<model>.csv``."""
-    return sorted(p for p in Path(traces_dir).glob("*/*.csv") if p.is_file())
 
 
 def measured_cards(trace: Path, heldout: Sequence[int]) -> list[tuple[dict, list[CostPoint]]]:

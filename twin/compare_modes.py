@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from traces.profile_schema import TraceSchemaError, read_profile
-from twin.calibrate import DEFAULT_TRACES, find_traces, main_group, shown
+from traces.profile_schema import TraceSchemaError, find_traces, read_profile
+from twin.calibrate import DEFAULT_TRACES, main_group, shown
 from twin.compare_published import print_table
 
 HEADER = (
