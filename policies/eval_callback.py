@@ -1,9 +1,12 @@
 """Held-out evaluation during training: at the start, every ``eval_every`` env steps and at the end, the
 deterministic policy on held-out days spread over its twin's split, in an env of its own; one row per evaluation
-in ``<run>/eval.csv``."""
+in ``<run>/eval.csv``. Optionally also on validation days, keeping the policy best on them in ``<run>/best/``
+(what the evaluators then use): checkpoint selection that never looks at the held-out days."""
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,11 +20,14 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from policies.evaluate import MONEY, TrainedPolicy  # MONEY: the per-day money terms, unscaled
 from policies.policy import episode_rates, run_episode, spread
-from policies.run_dir import MetricsLog
+from policies.run_dir import MetricsLog, publish_dir
+from traces.atomic import write_json_atomic
 
 #: Arrival seed of the i-th evaluated day (the experiments' day seeds): fixed, so every evaluation of every run
 #: sees the same days with the same jobs.
 DAY_SEED0 = 10_000
+#: Arrival seed of the i-th validation day: fixed, and apart from the held-out days' (training draws its own).
+VAL_SEED0 = 20_000
 
 
 def is_twin(env: gym.Env) -> bool:
@@ -38,12 +44,23 @@ def held_out_days(env: gym.Env, n: int) -> list[int]:
     return spread(pool, n)
 
 
-def day_means(env: gym.Env, policy, days: list[int]) -> dict[str, float]:
+def validation_days(env: gym.Env, n: int) -> list[int]:
+    """``n`` validation days of the twin ``env``: days of its *training* split at the middles of ``n`` equal
+    parts of the year (not its ends, which are holidays), run with arrival seeds no training episode draws.
+    Selecting a checkpoint on them leaves the held-out days unseen; their prices and weather were trained on,
+    so they rank checkpoints, they do not measure them."""
+    pool = [int(d) for d in env.unwrapped.train_days]
+    if not 1 <= n <= len(pool):
+        raise ValueError(f"--val-days must be in 1..{len(pool)} (training days of the scenario), got {n}")
+    return [pool[int((i + 0.5) * len(pool) / n)] for i in range(n)]
+
+
+def day_means(env: gym.Env, policy, days: list[int], seed0: int = DAY_SEED0) -> dict[str, float]:
     """Mean per-day money terms and violation rate of ``policy`` on ``days``, from ``run_episode``'s accounting
-    (the evaluator's; day ``i`` is run with arrival seed ``DAY_SEED0 + i``)."""
+    (the evaluator's; day ``i`` is run with arrival seed ``seed0 + i``)."""
     rows = []
     for i, day in enumerate(days):
-        totals = run_episode(env, policy, day=day, seed=DAY_SEED0 + i).totals
+        totals = run_episode(env, policy, day=day, seed=seed0 + i).totals
         rows.append(
             {**{k: totals[k] for k in MONEY}, "violation_rate": episode_rates(totals)["violation_rate"]}
         )
@@ -68,14 +85,32 @@ class HeldOutEvalCallback(BaseCallback):
     before, as checkpoints are saved) and once at the end, unless that step was evaluated.
 
     ``make_env`` builds the evaluation env (never the training env), lazily, when training starts. On resume
-    ``resume(step)`` keeps the rows up to the checkpoint's step and the next evaluation follows on from it."""
+    ``resume(step)`` keeps the rows up to the checkpoint's step and the next evaluation follows on from it.
 
-    def __init__(self, make_env: Callable[[], gym.Env], path: Path, every: int, n_days: int):
+    With ``val_days`` > 0 each evaluation also runs ``validation_days`` (columns ``val_*``), and a policy better on
+    them than every earlier one is saved to ``best`` (``model.zip`` and ``state.json``: its step and validation
+    utility), replacing the last; the step-0 policy is a candidate like any other. Checkpoints carry a copy of
+    ``best`` (``policies.train``), so a resumed run selects as an uninterrupted one would."""
+
+    def __init__(
+        self,
+        make_env: Callable[[], gym.Env],
+        path: Path,
+        every: int,
+        n_days: int,
+        val_days: int = 0,
+        best: Path | None = None,
+    ):
         super().__init__()
-        self.make_env, self.every, self.n_days = make_env, every, n_days
+        if val_days > 0 and best is None:
+            raise ValueError("validation days need a folder for the best policy")
+        self.make_env, self.every, self.n_days, self.n_val = make_env, every, n_days, val_days
         self.log = MetricsLog(path)
+        self.best = best
         self.env: gym.Env | None = None
         self.days: list[int] = []
+        self.val: list[int] = []
+        self.best_utility = -math.inf
         self.last_step = 0
 
     def resume(self, step: int) -> None:
@@ -84,6 +119,11 @@ class HeldOutEvalCallback(BaseCallback):
     def _on_training_start(self) -> None:
         self.env = self.make_env()
         self.days = held_out_days(self.env, self.n_days)
+        if self.n_val > 0:
+            self.val = validation_days(self.env, self.n_val)
+            state = self.best / "state.json"
+            if state.is_file():  # restored with the checkpoint resumed from
+                self.best_utility = float(json.loads(state.read_text(encoding="utf-8"))["val_utility"])
         self.last_step = self.num_timesteps
         if self.num_timesteps == 0:
             self.evaluate()
@@ -103,15 +143,34 @@ class HeldOutEvalCallback(BaseCallback):
             self.env = None
 
     def evaluate(self) -> dict[str, Any]:
-        """Run the evaluation now, append its row to eval.csv (rewritten atomically) and TensorBoard."""
+        """Run the evaluation now, append its row to eval.csv (rewritten atomically) and TensorBoard; keep the
+        policy if it is the best on the validation days so far."""
         t0 = time.perf_counter()
+        policy = TrainedPolicy(self.model, "trained", run="")
         with cheap_inference():
-            means = day_means(self.env, TrainedPolicy(self.model, "trained", run=""), self.days)
+            means = day_means(self.env, policy, self.days)
+            val = day_means(self.env, policy, self.val, seed0=VAL_SEED0) if self.val else {}
         row = {"step": self.num_timesteps, "days": len(self.days), **means}
+        if val:
+            row.update({"val_days": len(self.val), "val_utility": val["utility"]})
+            row["val_violation_rate"] = val["violation_rate"]
+            row["val_best"] = val["utility"] > self.best_utility
+            if row["val_best"]:
+                self.keep_best(val["utility"])
         row["wall_s"] = round(time.perf_counter() - t0, 3)
         self.log.append(row)
         self.log.flush()
         self.last_step = self.num_timesteps
         self.logger.record("eval/utility", row["utility"])
+        if val:
+            self.logger.record("eval/val_utility", row["val_utility"])
         self.logger.dump(self.num_timesteps)  # now: the end-of-training row would otherwise never be written
         return row
+
+    def keep_best(self, utility: float) -> None:
+        def write(folder: Path) -> None:
+            self.model.save(folder / "model.zip")
+            write_json_atomic(folder / "state.json", {"step": self.num_timesteps, "val_utility": utility})
+
+        publish_dir(self.best, write)
+        self.best_utility = utility

@@ -108,7 +108,8 @@ class TrainedPolicy:
 
 
 def load_trained(path: str | Path, scenario: str | Scenario) -> TrainedPolicy:
-    """The latest checkpoint of a ``policies.train`` run directory, named ``algo+shaping``; the run must have been
+    """The policy of a ``policies.train`` run directory (its latest checkpoint's, or the one best on validation
+    days where the run selected on them), named ``algo+shaping``; the run must have been
     trained on ``scenario`` (a name, a TOML path or the ``Scenario`` evaluated)."""
     path = Path(path)
     if not (path / "config.json").is_file():
@@ -118,15 +119,18 @@ def load_trained(path: str | Path, scenario: str | Scenario) -> TrainedPolicy:
     run = RunDir(path)
     cfg = run.load_config()
     check_trained_on(path, cfg, scenario)
-    ckpt = run.latest_checkpoint()
-    if ckpt is None or not (ckpt / "model.zip").is_file():
-        raise EvaluateError(f"{path}: no checkpoint with a model.zip under {run.checkpoints}")
+    from policies.run_dir import RunDirError
+
+    try:
+        model_zip, _ = run.policy_model()
+    except RunDirError as exc:
+        raise EvaluateError(str(exc)) from None
     from policies.agents import ALGOS
 
     algo = str(cfg.get("algo"))
     if algo not in ALGOS:
         raise EvaluateError(f"{path}: unknown algorithm {algo!r} in config.json")
-    model = ALGOS[algo].load(ckpt / "model.zip", device="cpu", custom_objects={"buffer_size": 1})
+    model = ALGOS[algo].load(model_zip, device="cpu", custom_objects={"buffer_size": 1})
     return TrainedPolicy(model, f"{algo}+{cfg.get('shaping')}", run=path.name)
 
 

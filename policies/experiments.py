@@ -255,23 +255,25 @@ def run_train(job: TrainJob, root: Path) -> dict[str, Any]:
     return result
 
 
-def make_policy(job: EvalJob, root: Path):
-    """The policy object of an evaluation job (the oracle is handled by ``run_eval`` itself)."""
+def make_policy(job: EvalJob, root: Path) -> tuple[Any, int | None]:
+    """The policy object of an evaluation job (the oracle is handled by ``run_eval`` itself) and, for a run that
+    selected its policy on validation days, the env step of the one chosen (None otherwise)."""
     if job.train is None:
         from policies.heuristics import make_heuristic
 
-        return make_heuristic(job.policy)
+        return make_heuristic(job.policy), None
     from policies.agents import ALGOS
     from policies.evaluate import TrainedPolicy
-    from policies.run_dir import RunDir
+    from policies.run_dir import RunDir, RunDirError
 
-    run_dir = job.train.run_dir(root)
-    ckpt = RunDir(run_dir).latest_checkpoint()
-    if ckpt is None:
-        raise ExperimentError(f"no checkpoint in {run_dir}: train it first")
+    run = RunDir(job.train.run_dir(root))
+    try:
+        model_zip, step = run.policy_model()
+    except RunDirError as exc:
+        raise ExperimentError(f"{exc}: train it first") from None
     algo = job.train.algo_shaping[0]
-    model = ALGOS[algo].load(ckpt / "model.zip", device="cpu", custom_objects={"buffer_size": 1})
-    return TrainedPolicy(model, job.policy, run=run_dir.name)
+    model = ALGOS[algo].load(model_zip, device="cpu", custom_objects={"buffer_size": 1})
+    return TrainedPolicy(model, job.policy, run=run.path.name), step if run.selects_on_validation() else None
 
 
 def episode_row(policy: str, day: str, seed: int, totals: dict, steps: float, quality: float) -> dict:
@@ -306,15 +308,17 @@ def run_eval(job: EvalJob, root: Path) -> dict[str, Any]:
         return {"path": str(path), "skipped": True}
     env = make_env(job.spec)
     t0 = time.perf_counter()
-    rows = []
+    rows, step = [], None
     if job.policy == "oracle":
         rows = [oracle_row(env, d, s) for d, s in zip(job.days, job.day_seeds, strict=True)]
     else:
-        policy = make_policy(job, root)
+        policy, step = make_policy(job, root)
         for d, s in zip(job.days, job.day_seeds, strict=True):
             res = run_episode(env, policy, day=d, seed=s)
             rows.append(episode_row(job.policy, res.day, s, res.totals, res.mean_steps, res.mean_quality))
     frame = pd.DataFrame(rows).rename(columns={"seed": "day_seed"}).drop(columns=["policy", "run"])
+    if step is not None:
+        frame["policy_step"] = step
     frame["eval_wall_s"] = time.perf_counter() - t0
     write_csv_atomic(path, frame)
     return {"path": str(path), "skipped": False}

@@ -25,6 +25,7 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
 EVAL_FILE = "eval.csv"  # held-out evaluations during training (policies.eval_callback)
 LATEST_FILE = "latest"
+BEST_DIR = "best"  # the policy best on validation days (policies.eval_callback): model.zip + state.json
 BUFFER_FILE = "replay_buffer.pkl"  # in a checkpoint folder, SB3's save_replay_buffer
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
@@ -48,6 +49,7 @@ class RunDir:
         self.metrics_path = self.path / METRICS_FILE
         self.eval_path = self.path / EVAL_FILE
         self.tensorboard = self.path / "tb"
+        self.best = self.path / BEST_DIR
 
     def save_config(self, config: dict[str, Any], extras: dict[str, str] | None = None) -> None:
         """The config as JSON beside the run, plus any named text files (e.g. the scenario used)."""
@@ -77,34 +79,59 @@ class RunDir:
         return [p for p in self.checkpoints.iterdir() if p.is_dir() and _STEP_DIR.match(p.name)]
 
     def save_checkpoint(self, step: int, write: Callable[[Path], None], keep: int = 2) -> Path:
-        """Let ``write`` fill a temporary folder, publish it as ``step_<n>`` by rename, point ``latest`` at it.
-
-        An existing ``step_<n>`` is renamed aside (a hidden folder) before the new one takes its name and
-        deleted only after ``latest`` is written, so a crash at any point leaves the step's data on disk."""
+        """Let ``write`` fill a new ``step_<n>`` folder (``publish_dir``), point ``latest`` at it, prune."""
         self.checkpoints.mkdir(parents=True, exist_ok=True)
-        final = self.checkpoints / f"step_{step:010d}"
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=self.checkpoints))
-        aside = tmp.with_name(tmp.name + ".old")
-        try:
-            write(tmp)
-            if final.exists():
-                os.replace(final, aside)
-            os.replace(tmp, final)
-        except BaseException:
-            if aside.exists() and not final.exists():
-                os.replace(aside, final)  # put the old checkpoint back
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        final = publish_dir(self.checkpoints / f"step_{step:010d}", write)
         write_text_atomic(self.checkpoints / LATEST_FILE, final.name + "\n")
-        shutil.rmtree(aside, ignore_errors=True)
         self.prune(keep, protect=final)
         return final
+
+    def selects_on_validation(self) -> bool:
+        """Whether the run evaluates by its policy best on validation days (config ``val_days`` > 0)."""
+        return int(self.load_config().get("val_days", 0)) > 0
+
+    def policy_model(self) -> tuple[Path, int]:
+        """The run's policy to evaluate, as (its model.zip, the env step it was saved at): the one best on
+        validation days (``best/``) where the run selects on them (config ``val_days`` > 0), else the latest
+        checkpoint's."""
+        if self.selects_on_validation():
+            model, state = self.best / "model.zip", self.best / "state.json"
+            if not (model.is_file() and state.is_file()):
+                raise RunDirError(
+                    f"{self.path} selects its policy on validation days but has no {BEST_DIR}/ yet"
+                )
+            return model, int(json.loads(state.read_text(encoding="utf-8"))["step"])
+        ckpt = self.latest_checkpoint()
+        if ckpt is None or not (ckpt / "model.zip").is_file():
+            raise RunDirError(f"{self.path}: no checkpoint with a model.zip under {self.checkpoints}")
+        return ckpt / "model.zip", checkpoint_step(ckpt)
 
     def prune(self, keep: int, protect: Path) -> None:
         dirs = sorted(self.checkpoint_dirs(), key=lambda p: p.name)
         for old in dirs[: max(len(dirs) - keep, 0)]:
             if old != protect:
                 shutil.rmtree(old, ignore_errors=True)
+
+
+def publish_dir(final: Path, write: Callable[[Path], None]) -> Path:
+    """Let ``write`` fill a temporary folder beside ``final`` and publish it as ``final`` by rename.
+
+    An existing ``final`` is renamed aside (a hidden folder) before the new one takes its name and deleted only
+    after, so a crash at any point leaves one complete copy on disk."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    aside = tmp.with_name(tmp.name + ".old")
+    try:
+        write(tmp)
+        if final.exists():
+            os.replace(final, aside)
+        os.replace(tmp, final)
+    except BaseException:
+        if aside.exists() and not final.exists():
+            os.replace(aside, final)  # put the old copy back
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+    return final
 
 
 def checkpoint_step(path: Path) -> int:

@@ -8,6 +8,7 @@ import ast
 import inspect
 import itertools
 import json
+import shutil
 import sys
 import textwrap
 import time
@@ -35,15 +36,17 @@ from policies.agents import (
     load_agent,
 )
 from policies.delayed import SettlementWrapper
-from policies.eval_callback import HeldOutEvalCallback, held_out_days, is_twin
+from policies.eval_callback import HeldOutEvalCallback, held_out_days, is_twin, validation_days
 from policies.policy import episode_rates
 from policies.run_dir import (
+    BEST_DIR,
     BUFFER_FILE,
     MetricsLog,
     RunDir,
     RunDirError,
     checkpoint_step,
     load_pickle,
+    publish_dir,
     rng_state,
     run_name,
     save_pickle,
@@ -100,6 +103,9 @@ class Args(AgentConfig):
     the twin only: an --env-id that is not the twin (an experiment variant is) is an error"""
     eval_days: int = 2
     """held-out days per evaluation (spread over the scenario's held-out split)"""
+    val_days: int = 0
+    """with --eval-every: also evaluate on this many validation days (training-split days, fresh arrivals) and
+    evaluate the run by the policy best on them (<run>/best/) instead of its last; 0: the last policy"""
 
     def agent_config(self) -> AgentConfig:
         return AgentConfig(**{f.name: getattr(self, f.name) for f in fields(AgentConfig)})
@@ -123,6 +129,10 @@ class Args(AgentConfig):
                 raise TrainError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.eval_every < 0:
             raise TrainError(f"--eval-every must be >= 0, got {self.eval_every}")
+        if self.val_days < 0:
+            raise TrainError(f"--val-days must be >= 0, got {self.val_days}")
+        if self.val_days > 0 and self.eval_every == 0:
+            raise TrainError("--val-days needs --eval-every (validation runs with each evaluation)")
         if self.resume and self.run_dir is None:
             raise TrainError("--resume needs --run-dir (the run to continue)")
 
@@ -223,13 +233,16 @@ def env_record(args: Args) -> dict[str, Any]:
 
 
 def check_eval(args: Args, env: gym.Env) -> None:
-    """``--eval-every`` needs the twin's held-out days, and at least ``--eval-days`` of them."""
+    """``--eval-every`` needs the twin's held-out days, at least ``--eval-days`` of them (and ``--val-days``
+    training days)."""
     if args.eval_every == 0:
         return
     if not is_twin(env):
         raise TrainError(f"--eval-every needs the twin's held-out days; env {args.env_id!r} has none")
     try:
         held_out_days(env, args.eval_days)
+        if args.val_days > 0:
+            validation_days(env, args.val_days)
     except ValueError as exc:
         raise TrainError(str(exc)) from None
 
@@ -311,7 +324,8 @@ class MetricsCallback(BaseCallback):
 
 
 class CheckpointCallback(BaseCallback):
-    """Every ``every`` env steps (and at the end): model, replay buffer, shaper, RNG states, counters."""
+    """Every ``every`` env steps (and at the end): model, replay buffer, shaper, RNG states, counters, and a
+    copy of the policy best on validation days so far (``best/``), if any."""
 
     def __init__(
         self, run: RunDir, args: Args, shaper: RewardShaper | None, shaper_cb, metrics_cb, keep: int
@@ -352,6 +366,8 @@ class CheckpointCallback(BaseCallback):
                 "shaper_fits": self.shaper_cb.n_fits if self.shaper_cb else 0,
             }
             write_json_atomic(folder / "state.json", state)
+            if self.run.best.is_dir():
+                shutil.copytree(self.run.best, folder / BEST_DIR)
 
         self.metrics_cb.log.flush()
         self.last_saved = self.num_timesteps
@@ -450,13 +466,14 @@ def build_callbacks(args: Args, run: RunDir, shaper, log: MetricsLog, state: dic
         shaper_cb.n_fits = state["shaper_fits"]
     metrics_cb = MetricsCallback(log, shaper_cb, episodes=state["episodes"], hparams=asdict(args))
     ckpt_cb = CheckpointCallback(run, args, shaper, shaper_cb, metrics_cb, keep=args.keep_checkpoints)
-    callbacks: list[BaseCallback] = [c for c in (shaper_cb, metrics_cb, ckpt_cb) if c is not None]
+    eval_cb = None
     if args.eval_every > 0:  # its own env instance, built from the same args as the training env
         eval_cb = HeldOutEvalCallback(
-            lambda: make_env(args)[0], run.eval_path, args.eval_every, args.eval_days
+            lambda: make_env(args)[0], run.eval_path, args.eval_every, args.eval_days, args.val_days, run.best
         )
         eval_cb.resume(state["step"])
-        callbacks.append(eval_cb)
+    # The evaluation before the checkpoint of the same step, so that the checkpoint holds its best policy.
+    callbacks: list[BaseCallback] = [c for c in (shaper_cb, metrics_cb, eval_cb, ckpt_cb) if c is not None]
     if args.progress:
         callbacks.append(ProgressCallback(args.total_steps))
     return callbacks
@@ -478,6 +495,10 @@ def restore(args: Args, run: RunDir, ckpt: Path, env, cfg: AgentConfig):
     model._last_obs = None
     model.env.seed(args.seed + checkpoint_step(ckpt))
     set_rng_state(load_pickle(ckpt / "rng.pkl"), model.action_space)
+    if (ckpt / BEST_DIR).is_dir():  # the best policy as of the checkpoint, not a later one
+        publish_dir(run.best, lambda folder: shutil.copytree(ckpt / BEST_DIR, folder, dirs_exist_ok=True))
+    else:
+        shutil.rmtree(run.best, ignore_errors=True)
     state = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
     return model, shaper, state
 
