@@ -579,9 +579,10 @@ DRIVER_SET = ("algo", "shaping", "env_id", "seed", "total_steps", "run_dir", "ru
               "tensorboard", "threads", "scenario", "reward_mode", "settle_every")  # fmt: skip
 
 
-def parse_train_settings(items: list[str]) -> dict[str, Any]:
+def parse_train_settings(items: list[str], base: dict[str, Any] | None = None) -> dict[str, Any]:
     """``KEY=VALUE`` items as ``policies.train.Args`` fields of the right type, validated as a run validates them
-    (so a bad value is one line now, not a failed run hours later). Values equal to the default are dropped."""
+    on top of the budget's ``base`` settings (so a bad value is one line now, not a failed run hours later).
+    Values equal to the default are dropped."""
     from policies.agents import AgentError
     from policies.train import Args, TrainError, parse_value
 
@@ -598,7 +599,7 @@ def parse_train_settings(items: list[str]) -> dict[str, Any]:
         except ValueError as exc:
             raise ExperimentError(f"--train {item!r}: {exc}") from None
     try:
-        dataclasses.replace(Args(), **out).validate()
+        dataclasses.replace(Args(), **{**(base or {}), **out}).validate()
     except (TrainError, AgentError) as exc:
         raise ExperimentError(f"--train: {exc}") from None
     return {k: v for k, v in out.items() if v != defaults[k]}
@@ -721,7 +722,7 @@ def resolve_budget(ns: argparse.Namespace) -> Budget:
     if ns.eval_every is not None:
         b = dataclasses.replace(b, train={**b.train, "eval_every": ns.eval_every})
     if ns.train:
-        b = dataclasses.replace(b, train={**b.train, **parse_train_settings(ns.train)})
+        b = dataclasses.replace(b, train={**b.train, **parse_train_settings(ns.train, b.train)})
     if ns.ablations is not None:
         b = dataclasses.replace(b, ablations=parse_names(ns.ablations, ABLATIONS, "ablation"))
     if ns.settlements is not None:
