@@ -559,6 +559,21 @@ def found_sparsity(t: pd.DataFrame, curves: pd.DataFrame, cur: str) -> list[str]
     return found_by_setting(t, label) + curve_course(curves, cur)
 
 
+def found_selection(t: pd.DataFrame) -> list[str]:
+    """The steps whose policies runs that select on validation days chose (``policy_step``), per setting and
+    learner, seed by seed."""
+    if "policy_step" not in t.columns or t.policy_step.isna().all():
+        return []
+    chosen = t.dropna(subset=["policy_step"]).drop_duplicates(["setting", "policy", "seed"])
+    parts = [
+        f"{setting} {policy}: {', '.join(str(int(x)) for x in g.sort_values('seed').policy_step)} (seeds "
+        f"{', '.join(str(int(x)) for x in sorted(g.seed))})"
+        for (setting, policy), g in chosen.groupby(["setting", "policy"], sort=False)
+    ]
+    return ["**Checkpoint selection** (the step of the policy each run chose on its validation days): "
+            + "; ".join(parts) + "."]  # fmt: skip
+
+
 def findings(loaded: dict[str, tuple[pd.DataFrame, dict]], folder: Path) -> list[str]:
     out = []
     cur = currency(next(iter(loaded.values()))[1]) if loaded else "currency"
@@ -572,7 +587,7 @@ def findings(loaded: dict[str, tuple[pd.DataFrame, dict]], folder: Path) -> list
         "sparsity": lambda t: found_sparsity(t, load_curves(folder, "sparsity"), cur),
     }
     for study, (table, _) in loaded.items():
-        out += handlers[study](table)
+        out += handlers[study](table) + found_selection(table)
     seeds = min(len(cfg.get("budget", {}).get("seeds", [])) for _, cfg in loaded.values())
     if seeds < 5:
         out.append(
@@ -653,14 +668,21 @@ def budget_text(cfg: dict, studies=STUDIES) -> str:
 
 
 def mix_text(train: dict) -> str:
-    """What the learners' names mean under a reward mix other than the paper's additive one, and under a
-    fading eta."""
+    """What the learners' names mean under a reward mix other than the paper's additive one, under a fading
+    eta, and under checkpoint selection."""
     text = ""
     if train.get("reward_mix", "add") != "add":
         text += (
             " Reward mix `redistribute` (`policies/replay.py`): every learner learns from each settled amount R "
             "spread over its period's L slots, so a learner without a shaper (sac) learns from the uniform spread "
             "R / L, and a shaped one from R / L + eta x (r_hat - r_hat's mean over the period)."
+        )
+    if int(train.get("val_days", 0)) > 0:
+        text += (
+            f" Checkpoint selection (`val_days={train['val_days']}`): with each held-out evaluation during training "
+            f"the policy also ran {train['val_days']} validation days (training-split days spread over the year, "
+            "with arrival seeds of their own), and each run is evaluated by its policy best on them, not its last; "
+            "the held-out days play no part in the choice (`policy_step` in the CSVs: the step chosen)."
         )
     if int(train.get("eta_decay_steps", 0)) > 0:
         text += (

@@ -242,6 +242,19 @@ def test_a_page_says_what_learners_learn_from_under_the_redistribute_mix():
     assert "fades" not in report.budget_text(cfg)
 
 
+def test_a_page_of_runs_selected_on_validation_days_says_so_and_which_steps_they_chose():
+    cfg = {"scenario": "default", "budget": {"name": "quick", "train": {"val_days": 6}}}
+    assert "Checkpoint selection (`val_days=6`)" in report.budget_text(cfg)
+    assert "Checkpoint selection" not in report.budget_text({**cfg, "budget": {"name": "quick", "train": {}}})
+    table = pd.DataFrame(
+        {"setting": "s", "policy": ["sac"] * 4 + ["oracle"], "seed": [1, 0, 1, 0, 0], "day": [0, 0, 1, 1, 0],
+         "policy_step": [4000, 32000, 4000, 32000, None]}
+    )  # fmt: skip
+    [line] = report.found_selection(table)
+    assert "s sac: 32000, 4000 (seeds 0, 1)" in line and "oracle" not in line
+    assert report.found_selection(table.drop(columns="policy_step")) == []
+
+
 def test_a_page_without_the_diffusion_learner_compares_the_one_it_ran_with_sac():
     assert report.rival(["sac", "sac+perfect", "oracle"]) == "sac+perfect"
     assert report.rival(["sac+perfect", "sac+diffusion", "sac"]) == "sac+diffusion"
