@@ -26,7 +26,7 @@ from traces.atomic import write_json_atomic
 #: Arrival seed of the i-th evaluated day (the experiments' day seeds): fixed, so every evaluation of every run
 #: sees the same days with the same jobs.
 DAY_SEED0 = 10_000
-#: Arrival seed of the i-th validation day: fixed, and apart from the held-out days' (training draws its own).
+#: Arrival seed of the i-th validation day: fixed, and apart from the held-out days'.
 VAL_SEED0 = 20_000
 
 
@@ -46,9 +46,9 @@ def held_out_days(env: gym.Env, n: int) -> list[int]:
 
 def validation_days(env: gym.Env, n: int) -> list[int]:
     """``n`` validation days of the twin ``env``: days of its *training* split at the middles of ``n`` equal
-    parts of the year (not its ends, which are holidays), run with arrival seeds no training episode draws.
-    Selecting a checkpoint on them leaves the held-out days unseen; their prices and weather were trained on,
-    so they rank checkpoints, they do not measure them."""
+    parts of the year (not its ends, which are holidays), run with arrival seeds of their own (``VAL_SEED0 + i``;
+    training episodes draw theirs at random). Selecting a checkpoint on them leaves the held-out days unseen;
+    their prices and weather were trained on, so they rank checkpoints, they do not measure them."""
     pool = [int(d) for d in env.unwrapped.train_days]
     if not 1 <= n <= len(pool):
         raise ValueError(f"--val-days must be in 1..{len(pool)} (training days of the scenario), got {n}")

@@ -411,8 +411,9 @@ CURVE_COLS = {"step": "step", "episode": "episode", "episode_return": "episode_r
 
 
 def curves_table(jobs: list[TrainJob], root: Path) -> pd.DataFrame:
-    """Learning curves: per held-out evaluation (a run's eval.csv, when it has one: ``curve_source`` held-out)
-    or else per training episode (metrics.csv: ``training``), the utility per day (unscaled) and the rates."""
+    """Learning curves: per held-out evaluation (a run's eval.csv, when it has one: ``curve_source`` held-out;
+    with the validation days' utility where the run selected on them) or else per training episode (metrics.csv:
+    ``training``), the utility per day (unscaled) and the rates."""
     frames = []
     for job in dict.fromkeys(jobs):
         m = run_curve(job.run_dir(root))
@@ -438,7 +439,9 @@ def run_curve(run_dir: Path) -> pd.DataFrame | None:
         m = m[[c for c in CURVE_COLS if c in m.columns]].rename(columns=CURVE_COLS)
     if not held.is_file():
         return None if m is None else m.assign(curve_source="training")
-    e = pd.read_csv(held)[["step", "utility", "violation_rate"]].sort_values("step")
+    e = pd.read_csv(held)
+    e = e[["step", "utility", "violation_rate", *(["val_utility"] if "val_utility" in e.columns else [])]]
+    e = e.sort_values("step")
     if m is not None:  # episodes done and the shaper's diagnostics as of each evaluation's step
         cols = [c for c in ("episode", "shaper_corr_hidden", "shaper_term_std") if c in m.columns]
         e = pd.merge_asof(e, m[["step", *cols]].sort_values("step"), on="step", direction="backward")

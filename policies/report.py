@@ -184,6 +184,38 @@ def convergence_figure(curves: pd.DataFrame, path: Path, config: dict, by_settin
     save_figure(fig, path)
 
 
+def selection_figure(curves: pd.DataFrame, path: Path, config: dict) -> bool:
+    """Checkpoint selection on validation days, one panel per setting and learner: each seed's held-out curve
+    (thin), the step its validation days chose (dot), and the means of the last, the chosen and the held-out
+    peak (which choosing on the held-out days themselves would give: a bound no honest selection reaches).
+    False (nothing drawn) when no run selected."""
+    if "val_utility" not in curves.columns or curves.val_utility.isna().all():
+        return False
+    curves = curves.dropna(subset=["val_utility"])
+    groups = list(curves.groupby(["setting", "policy"], sort=False))
+    fig, axes = plt.subplots(1, len(groups), figsize=(6.5 * len(groups), 4.2), squeeze=False, sharey=True)
+    for ax, ((setting, policy), g) in zip(axes[0], groups, strict=True):
+        ends = {"last": [], "chosen": [], "held-out peak": []}
+        for i, (seed, run) in enumerate(g.groupby("seed")):
+            run = run.sort_values("step").reset_index(drop=True)
+            chosen = run.loc[run.val_utility.idxmax()]  # the first of equal maxima, as the run keeps it
+            ax.plot(run.step, run.utility, color=f"C{i}", lw=0.8, alpha=0.6)
+            ax.plot(chosen.step, chosen.utility, "o", color=f"C{i}", ms=6, label=f"seed {seed}")
+            for key, value in zip(
+                ends, (run.utility.iloc[-1], chosen.utility, run.utility.max()), strict=True
+            ):
+                ends[key].append(value)
+        means = ", ".join(f"{k} {fmt(float(np.mean(v)))}" for k, v in ends.items())
+        ax.set_title(f"{policy} {setting}\nmean over seeds: {means}", fontsize=9)
+        ax.set_xlabel("environment steps")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+    axes[0, 0].set_ylabel(f"held-out utility ({currency(config)}/day)")
+    fig.suptitle(f"Checkpoint chosen on validation days (dots), {config.get('scenario')}")
+    save_figure(fig, path)
+    return True
+
+
 def pages_curves_figure(pages: list[Path], path: Path, study: str = "sparsity") -> Path:
     """One figure of a study's learning curves from several pages, one line per page, learner and setting
     (the right panel pairs each learner with its own page's sac)."""
@@ -279,6 +311,8 @@ def study_figures(
     if study == "sparsity" and not curves.empty:
         convergence_figure(curves, folder / "sparsity_curves.png", config, by_setting=True)
         made.append(folder / "sparsity_curves.png")
+    if not curves.empty and selection_figure(curves, folder / f"{study}_selection.png", config):
+        made.append(folder / f"{study}_selection.png")
     if table.empty or study == "convergence":
         return made
     path = folder / f"{study}.png"

@@ -255,6 +255,24 @@ def test_a_page_of_runs_selected_on_validation_days_says_so_and_which_steps_they
     assert report.found_selection(table.drop(columns="policy_step")) == []
 
 
+def test_the_selection_figure_is_drawn_from_curves_with_validation_utility(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    evals = {"step": [0, 100, 200], "days": 1, "utility": [5.0, 7.0, 4.0], "revenue": 9.0, "energy_cost": 1.0,
+             "penalty": 0.0, "transfer_cost": 0.0, "violation_rate": 0.1, "val_utility": [1.0, 3.0, 2.0],
+             "val_best": [True, True, False], "wall_s": 0.5}  # fmt: skip
+    pd.DataFrame(evals).to_csv(run / "eval.csv", index=False)
+    curve = experiments.run_curve(run)
+    assert curve.val_utility.tolist() == [1.0, 3.0, 2.0] and set(curve.curve_source) == {"held-out"}
+    curves = pd.concat([curve.assign(policy="sac", seed=s, setting="s") for s in (0, 1)], ignore_index=True)
+    assert report.selection_figure(curves, tmp_path / "sel.png", {"scenario": "tiny"})
+    assert (tmp_path / "sel.png").stat().st_size > 0
+    plain = curves.drop(columns="val_utility")
+    assert (
+        not report.selection_figure(plain, tmp_path / "none.png", {}) and not (tmp_path / "none.png").exists()
+    )
+
+
 def test_a_page_without_the_diffusion_learner_compares_the_one_it_ran_with_sac():
     assert report.rival(["sac", "sac+perfect", "oracle"]) == "sac+perfect"
     assert report.rival(["sac+perfect", "sac+diffusion", "sac"]) == "sac+diffusion"
