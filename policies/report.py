@@ -206,12 +206,12 @@ def selection_figure(curves: pd.DataFrame, path: Path, config: dict) -> bool:
             ):
                 ends[key].append(value)
         means = ", ".join(f"{k} {fmt(float(np.mean(v)))}" for k, v in ends.items())
-        ax.set_title(f"{policy} {setting}\nmean over seeds: {means}", fontsize=9)
+        ax.set_title(f"{policy} {setting}, {config.get('scenario')}: the dots are the steps chosen on validation "
+                     f"days\nmean over seeds: {means}", fontsize=9)  # fmt: skip
         ax.set_xlabel("environment steps")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
     axes[0, 0].set_ylabel(f"held-out utility ({currency(config)}/day)")
-    fig.suptitle(f"Checkpoint chosen on validation days (dots), {config.get('scenario')}")
     save_figure(fig, path)
     return True
 
