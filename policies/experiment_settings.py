@@ -117,6 +117,9 @@ FULL = Budget(
         "checkpoint_every": 10_000,
         "eval_every": 2_500,
         "eval_days": 3,
+        # each run evaluated by its checkpoint best on 6 validation days, not its last: plain SAC on the default
+        # scenario peaks near 32k steps and declines after (results/daily-80k-redistribute-sac-val)
+        "val_days": 6,
     },
     curve_points=60,
     price_learners=(MAIN, PLAIN),
