@@ -114,13 +114,11 @@ def load_trained(path: str | Path, scenario: str | Scenario) -> TrainedPolicy:
     path = Path(path)
     if not (path / "config.json").is_file():
         raise EvaluateError(f"{path}: not a run directory (no config.json)")
-    from policies.run_dir import RunDir  # imports torch: only when a trained run is evaluated
+    from policies.run_dir import RunDir, RunDirError  # imports torch: only when a trained run is evaluated
 
     run = RunDir(path)
     cfg = run.load_config()
     check_trained_on(path, cfg, scenario)
-    from policies.run_dir import RunDirError
-
     try:
         model_zip, _ = run.policy_model()
     except RunDirError as exc:

@@ -125,7 +125,9 @@ FULL = Budget(
     price_learners=(MAIN, PLAIN),
     ablation_learners=(MAIN,),
     # measured: sac+diffusion on the default scenario with train.py's network sizes, 576 -> 1152 steps in
-    # 36.4 s (63 ms per step, this 2-core machine under load ~2-3).
+    # 36.4 s (63 ms per step, this 2-core machine under load ~2-3). Evaluations during training are not counted:
+    # 3 held-out + 6 validation days of the default scenario took 1.6 s each with the quick budget's networks
+    # (2026-12-04), 21 of them a run.
     s_per_step=0.063,
 )
 

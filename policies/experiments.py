@@ -585,7 +585,8 @@ DRIVER_SET = ("algo", "shaping", "env_id", "seed", "total_steps", "run_dir", "ru
 def parse_train_settings(items: list[str], base: dict[str, Any] | None = None) -> dict[str, Any]:
     """``KEY=VALUE`` items as ``policies.train.Args`` fields of the right type, validated as a run validates them
     on top of the budget's ``base`` settings (so a bad value is one line now, not a failed run hours later).
-    Values equal to the default are dropped."""
+    Values equal to the default are dropped, unless they undo one of the budget's own (``val_days=0`` under
+    ``--full``)."""
     from policies.agents import AgentError
     from policies.train import Args, TrainError, parse_value
 
@@ -605,7 +606,7 @@ def parse_train_settings(items: list[str], base: dict[str, Any] | None = None) -
         dataclasses.replace(Args(), **{**(base or {}), **out}).validate()
     except (TrainError, AgentError) as exc:
         raise ExperimentError(f"--train: {exc}") from None
-    return {k: v for k, v in out.items() if v != defaults[k]}
+    return {k: v for k, v in out.items() if v != defaults[k] or k in (base or {})}
 
 
 def parse_settlements(text: str) -> tuple[str, ...]:

@@ -184,36 +184,46 @@ def convergence_figure(curves: pd.DataFrame, path: Path, config: dict, by_settin
     save_figure(fig, path)
 
 
-def selection_figure(curves: pd.DataFrame, path: Path, config: dict) -> bool:
-    """Checkpoint selection on validation days, one panel per setting and learner: each seed's held-out curve
-    (thin), the step its validation days chose (dot), and the means of the last, the chosen and the held-out
-    peak (which choosing on the held-out days themselves would give: a bound no honest selection reaches).
-    False (nothing drawn) when no run selected."""
+def selection_figure(curves: pd.DataFrame, path: Path, config: dict) -> int:
+    """Checkpoint selection on validation days, one panel per setting, learner and shaper setting (one run a
+    seed): each seed's held-out curve (thin), the step its validation days chose (dot), and the means of the
+    last, the chosen and the held-out peak (which choosing on the held-out days themselves would give: a bound
+    no honest selection reaches). Returns the number of panels: 0 (nothing drawn) when no run selected."""
     if "val_utility" not in curves.columns or curves.val_utility.isna().all():
-        return False
+        return 0
     curves = curves.dropna(subset=["val_utility"])
-    groups = list(curves.groupby(["setting", "policy"], sort=False))
-    fig, axes = plt.subplots(1, len(groups), figsize=(6.5 * len(groups), 4.2), squeeze=False, sharey=True)
-    for ax, ((setting, policy), g) in zip(axes[0], groups, strict=True):
+    knobs = [k for k in SHAPER_KNOBS if k in curves.columns]  # the sensitivity study's runs share a setting
+    groups = list(curves.groupby(["setting", "policy", *knobs], sort=False, dropna=False))
+    cols = min(3, len(groups))
+    rows = -(-len(groups) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 4.2 * rows), squeeze=False, sharey=True)
+    for ax, (key, g) in zip(axes.flat, groups, strict=False):
+        setting, policy, *values = key
         ends = {"last": [], "chosen": [], "held-out peak": []}
         for i, (seed, run) in enumerate(g.groupby("seed")):
             run = run.sort_values("step").reset_index(drop=True)
             chosen = run.loc[run.val_utility.idxmax()]  # the first of equal maxima, as the run keeps it
             ax.plot(run.step, run.utility, color=f"C{i}", lw=0.8, alpha=0.6)
             ax.plot(chosen.step, chosen.utility, "o", color=f"C{i}", ms=6, label=f"seed {seed}")
-            for key, value in zip(
+            for name, value in zip(
                 ends, (run.utility.iloc[-1], chosen.utility, run.utility.max()), strict=True
             ):
-                ends[key].append(value)
+                ends[name].append(value)
+        shaper = "".join(
+            f" {SHAPER_KNOBS[k]}={v:g}" for k, v in zip(knobs, values, strict=True) if pd.notna(v)
+        )
         means = ", ".join(f"{k} {fmt(float(np.mean(v)))}" for k, v in ends.items())
-        ax.set_title(f"{policy} {setting}, {config.get('scenario')}: the dots are the steps chosen on validation "
-                     f"days\nmean over seeds: {means}", fontsize=9)  # fmt: skip
+        ax.set_title(f"{policy} {setting}{shaper}, {config.get('scenario')}: the dots are the steps chosen on "
+                     f"validation days\nmean over seeds: {means}", fontsize=9)  # fmt: skip
         ax.set_xlabel("environment steps")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
-    axes[0, 0].set_ylabel(f"held-out utility ({currency(config)}/day)")
+    for ax in axes.flat[len(groups) :]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"held-out utility ({currency(config)}/day)")
     save_figure(fig, path)
-    return True
+    return len(groups)
 
 
 def pages_curves_figure(pages: list[Path], path: Path, study: str = "sparsity") -> Path:
@@ -743,7 +753,8 @@ NOTES = {
     "over the year, every `eval_every` steps) where the runs logged one, else per training episode (one day, stochastic "
     "actions); smoothed over a tenth of the points; mean over seeds with a 95% t-interval. The table: last quarter "
     "of training.",
-    "outcome": "Final checkpoints acting deterministically on held-out days (same days and arrival seeds for "
+    "outcome": "Each run's policy (its last checkpoint, or the one chosen on validation days where the budget "
+    "says so) acting deterministically on held-out days (same days and arrival seeds for "
     "every policy); % of oracle = mean utility / mean LP bound on those episodes. Violation rate = (late + "
     "dropped) / (served + dropped).",
     "prices": "Policies trained at k = 1, evaluated with p' = m + k (p - m), m each site's mean price of the day.",

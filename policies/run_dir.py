@@ -117,7 +117,8 @@ def publish_dir(final: Path, write: Callable[[Path], None]) -> Path:
     """Let ``write`` fill a temporary folder beside ``final`` and publish it as ``final`` by rename.
 
     An existing ``final`` is renamed aside (a hidden folder) before the new one takes its name and deleted only
-    after, so a crash at any point leaves one complete copy on disk."""
+    after, so a crash at any point leaves a complete copy on disk (between the two renames, only the hidden
+    one: nothing puts it back, but a checkpoint's ``best/`` is restored from the checkpoint on resume)."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     aside = tmp.with_name(tmp.name + ".old")
     try:

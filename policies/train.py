@@ -441,6 +441,7 @@ def train(args: Args, explicit: set[str] | None = None) -> Path:
     cfg = args.agent_config()
     tb = str(run.tensorboard) if args.tensorboard else None
     if ckpt is None:
+        shutil.rmtree(run.best, ignore_errors=True)  # a fresh run's choice starts from nothing
         run.save_config({**asdict(args), **env_record(args)}, extras)
         model, shaper = build_agent(args.algo, env, args.shaping, cfg, seed=args.seed, tensorboard_log=tb)
         state: dict[str, Any] = {"step": 0, "episodes": 0, "shaper_fits": 0}
@@ -495,10 +496,12 @@ def restore(args: Args, run: RunDir, ckpt: Path, env, cfg: AgentConfig):
     model._last_obs = None
     model.env.seed(args.seed + checkpoint_step(ckpt))
     set_rng_state(load_pickle(ckpt / "rng.pkl"), model.action_space)
-    if (ckpt / BEST_DIR).is_dir():  # the best policy as of the checkpoint, not a later one
+    if args.val_days > 0:  # the best policy as of the checkpoint, not a later one
+        if not (ckpt / BEST_DIR).is_dir():
+            raise TrainError(
+                f"cannot resume: {ckpt} holds no {BEST_DIR}/ (the policy chosen on validation days)"
+            )
         publish_dir(run.best, lambda folder: shutil.copytree(ckpt / BEST_DIR, folder, dirs_exist_ok=True))
-    else:
-        shutil.rmtree(run.best, ignore_errors=True)
     state = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
     return model, shaper, state
 

@@ -265,11 +265,15 @@ def test_the_selection_figure_is_drawn_from_curves_with_validation_utility(tmp_p
     curve = experiments.run_curve(run)
     assert curve.val_utility.tolist() == [1.0, 3.0, 2.0] and set(curve.curve_source) == {"held-out"}
     curves = pd.concat([curve.assign(policy="sac", seed=s, setting="s") for s in (0, 1)], ignore_index=True)
-    assert report.selection_figure(curves, tmp_path / "sel.png", {"scenario": "tiny"})
+    assert report.selection_figure(curves, tmp_path / "sel.png", {"scenario": "tiny"}) == 1
     assert (tmp_path / "sel.png").stat().st_size > 0
+    # the sensitivity study's runs share seed and setting and differ in a shaper knob: one panel each
+    knobs = pd.concat([curves.assign(eta=0.2), curves.assign(eta=0.4), curves.assign(eta=np.nan)])
+    assert report.selection_figure(knobs, tmp_path / "knobs.png", {"scenario": "tiny"}) == 3
     plain = curves.drop(columns="val_utility")
     assert (
-        not report.selection_figure(plain, tmp_path / "none.png", {}) and not (tmp_path / "none.png").exists()
+        report.selection_figure(plain, tmp_path / "none.png", {}) == 0
+        and not (tmp_path / "none.png").exists()
     )
 
 

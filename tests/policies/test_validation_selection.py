@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -136,7 +137,23 @@ def test_a_run_without_selection_evaluates_its_last_checkpoint(tmp_path):
         run.policy_model()
 
 
+def test_a_fresh_run_ignores_a_leftover_choice_and_a_resume_needs_the_checkpoints(tmp_path, capsys):
+    twin_or_skip()
+    run = RunDir(tmp_path / "run")
+    run.best.mkdir(parents=True)
+    (run.best / "state.json").write_text(json.dumps({"step": 999, "val_utility": 1e9}))
+    train(args(run.path, total=60))
+    assert run.policy_model()[1] <= 60 and pd.read_csv(run.eval_path).val_best.iloc[0]
+    for ckpt in run.checkpoint_dirs():  # a checkpoint without the choice (no code writes one)
+        shutil.rmtree(ckpt / "best")
+    argv = ["--resume", "--run-dir", str(run.path), "--total-steps", "80", "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "holds no best/" in err and len(err.splitlines()) == 1
+
+
 def test_bad_selection_input_is_one_line(tmp_path, capsys):
+    twin_or_skip()
     cases = [
         (["--val-days", "2"], "--val-days needs --eval-every"),
         (["--val-days", "-1", "--eval-every", "10"], "--val-days must be >= 0"),
@@ -149,6 +166,11 @@ def test_bad_selection_input_is_one_line(tmp_path, capsys):
     with pytest.raises(experiments.ExperimentError, match="--val-days needs --eval-every"):
         experiments.parse_train_settings(["val_days=2"])
     assert experiments.parse_train_settings(["val_days=2"], {"eval_every": 100}) == {"val_days": 2}
+    # back to the default where the budget sets it (--full selects): kept, so that it overrides the budget's
+    assert experiments.parse_train_settings(["val_days=0"], {"eval_every": 100, "val_days": 6}) == {
+        "val_days": 0
+    }
+    assert experiments.parse_train_settings(["val_days=0"], {"eval_every": 100}) == {}
 
 
 def test_publish_dir_keeps_the_old_copy_when_writing_fails(tmp_path):
