@@ -213,8 +213,7 @@ def selection_figure(curves: pd.DataFrame, path: Path, config: dict) -> int:
             f" {SHAPER_KNOBS[k]}={v:g}" for k, v in zip(knobs, values, strict=True) if pd.notna(v)
         )
         means = ", ".join(f"{k} {fmt(float(np.mean(v)))}" for k, v in ends.items())
-        ax.set_title(f"{policy} {setting}{shaper}, {config.get('scenario')}: the dots are the steps chosen on "
-                     f"validation days\nmean over seeds: {means}", fontsize=9)  # fmt: skip
+        ax.set_title(f"{policy} {setting}{shaper}\nmean over seeds: {means}", fontsize=9)
         ax.set_xlabel("environment steps")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
@@ -222,6 +221,8 @@ def selection_figure(curves: pd.DataFrame, path: Path, config: dict) -> int:
         ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel(f"held-out utility ({currency(config)}/day)")
+    fig.suptitle(f"Checkpoints chosen on validation days (dots), {config.get('scenario')}")
+    fig.tight_layout()
     save_figure(fig, path)
     return len(groups)
 
