@@ -5,7 +5,6 @@ in ``<run>/eval.csv``. Optionally also on validation days, keeping the policy be
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +19,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from policies.evaluate import MONEY, TrainedPolicy  # MONEY: the per-day money terms, unscaled
 from policies.policy import episode_rates, run_episode, spread
-from policies.run_dir import MetricsLog, publish_dir
+from policies.run_dir import MetricsLog, best_state, publish_dir
 from traces.atomic import write_json_atomic
 
 #: Arrival seed of the i-th evaluated day (the experiments' day seeds): fixed, so every evaluation of every run
@@ -121,9 +120,9 @@ class HeldOutEvalCallback(BaseCallback):
         self.days = held_out_days(self.env, self.n_days)
         if self.n_val > 0:
             self.val = validation_days(self.env, self.n_val)
-            state = self.best / "state.json"
-            if state.is_file():  # restored with the checkpoint resumed from
-                self.best_utility = float(json.loads(state.read_text(encoding="utf-8"))["val_utility"])
+            state = best_state(self.best)
+            if state is not None:  # restored with the checkpoint resumed from
+                self.best_utility = float(state["val_utility"])
         self.last_step = self.num_timesteps
         if self.num_timesteps == 0:
             self.evaluate()
@@ -157,13 +156,12 @@ class HeldOutEvalCallback(BaseCallback):
             row["val_best"] = val["utility"] > self.best_utility
             if row["val_best"]:
                 self.keep_best(val["utility"])
+            self.logger.record("eval/val_utility", row["val_utility"])
         row["wall_s"] = round(time.perf_counter() - t0, 3)
         self.log.append(row)
         self.log.flush()
         self.last_step = self.num_timesteps
         self.logger.record("eval/utility", row["utility"])
-        if val:
-            self.logger.record("eval/val_utility", row["val_utility"])
         self.logger.dump(self.num_timesteps)  # now: the end-of-training row would otherwise never be written
         return row
 

@@ -95,12 +95,12 @@ class RunDir:
         validation days (``best/``) where the run selects on them (config ``val_days`` > 0), else the latest
         checkpoint's."""
         if self.selects_on_validation():
-            model, state = self.best / "model.zip", self.best / "state.json"
-            if not (model.is_file() and state.is_file()):
+            model, state = self.best / "model.zip", best_state(self.best)
+            if state is None or not model.is_file():
                 raise RunDirError(
                     f"{self.path} selects its policy on validation days but has no {BEST_DIR}/ yet"
                 )
-            return model, int(json.loads(state.read_text(encoding="utf-8"))["step"])
+            return model, int(state["step"])
         ckpt = self.latest_checkpoint()
         if ckpt is None or not (ckpt / "model.zip").is_file():
             raise RunDirError(f"{self.path}: no checkpoint with a model.zip under {self.checkpoints}")
@@ -111,6 +111,13 @@ class RunDir:
         for old in dirs[: max(len(dirs) - keep, 0)]:
             if old != protect:
                 shutil.rmtree(old, ignore_errors=True)
+
+
+def best_state(best: Path) -> dict[str, Any] | None:
+    """The ``state.json`` of a ``best/`` folder (``step`` and ``val_utility`` of the policy kept there, written by
+    ``policies.eval_callback``); None where there is none."""
+    path = best / "state.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def publish_dir(final: Path, write: Callable[[Path], None]) -> Path:

@@ -43,9 +43,8 @@ def selected(tmp_path_factory):
     return root
 
 
-def best_of(frame: pd.DataFrame, upto: float = np.inf) -> pd.Series:
-    rows = frame[frame.step <= upto]
-    return rows.loc[rows.val_utility.idxmax()]  # the first of equal maxima, as ``>`` keeps it
+def best_of(frame: pd.DataFrame) -> pd.Series:
+    return frame.loc[frame.val_utility.idxmax()]  # the first of equal maxima, as ``>`` keeps it
 
 
 def test_validation_days_are_training_days_spread_over_the_year():
