@@ -37,8 +37,15 @@ def paired_points(frame: pd.DataFrame, base: str, mode: str) -> pd.DataFrame:
         return pd.DataFrame(columns=cols)
     base_rows, scheduler, resolution, _ = main_group(ok[ok["mode"] == base])
     same = (ok["mode"] == mode) & (ok["scheduler"] == scheduler) & (ok["resolution"] == resolution)
-    pairs = base_rows[cols].merge(ok.loc[same, cols], on=KEY, suffixes=("_base", "_mode"))
-    return pairs.dropna(subset=["latency_image_mean_s_base", "latency_image_mean_s_mode"]).sort_values(KEY)
+    return pair_on_key(base_rows, ok[same])
+
+
+def pair_on_key(base: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
+    """Points measured on both sides at the same (steps, batch): per-image latency and energy of each, suffixed
+    ``_base`` and ``_other``, sorted by (steps, batch); a point without a latency on either side is left out."""
+    cols = [*KEY, "latency_image_mean_s", "energy_image_j"]
+    pairs = base[cols].merge(other[cols], on=KEY, suffixes=("_base", "_other"))
+    return pairs.dropna(subset=["latency_image_mean_s_base", "latency_image_mean_s_other"]).sort_values(KEY)
 
 
 def _median_range(values: pd.Series, fmt: str) -> str:
@@ -48,26 +55,33 @@ def _median_range(values: pd.Series, fmt: str) -> str:
     return f"{values.median():{fmt}} ({values.min():{fmt}}-{values.max():{fmt}})"
 
 
+def ratio_cells(part: pd.DataFrame) -> str:
+    """The ratio cells of one row, from paired points (``*_base`` and ``*_other`` columns, sorted by steps): the
+    step counts compared, the speed-up (base / other latency per image) and the energy ratio (other / base energy
+    per image), each as median and range, and both sides at the largest step count."""
+    speed_up = part["latency_image_mean_s_base"] / part["latency_image_mean_s_other"]
+    energy = part["energy_image_j_other"] / part["energy_image_j_base"]
+    last = part.iloc[-1]
+    steps = part["steps"].astype(int)
+    e_cell = (
+        "n/a"
+        if pd.isna(last["energy_image_j_base"]) or pd.isna(last["energy_image_j_other"])
+        else f"{last['energy_image_j_base']:.0f} -> {last['energy_image_j_other']:.0f}"
+    )
+    return (
+        f"{len(part)} ({steps.min()}-{steps.max()}) | {_median_range(speed_up, '.2f')} "
+        f"| {_median_range(energy, '.2f')} | {int(last['steps'])} "
+        f"| {last['latency_image_mean_s_base']:.3f} -> {last['latency_image_mean_s_other']:.3f} | {e_cell}"
+    )
+
+
 def compare(traces_dir: Path, base: str = "eager", mode: str = "compile") -> list[str]:
     """The table's rows, one per (gpu, model, batch) that both modes measured."""
     rows = []
     for trace in find_traces(traces_dir):
         pairs = paired_points(read_profile(trace), base, mode)
         for batch, part in pairs.groupby("batch", sort=True):
-            speed_up = part["latency_image_mean_s_base"] / part["latency_image_mean_s_mode"]
-            energy = part["energy_image_j_mode"] / part["energy_image_j_base"]
-            last = part.iloc[-1]
-            steps = part["steps"].astype(int)
-            e_cell = (
-                "n/a"
-                if pd.isna(last["energy_image_j_base"]) or pd.isna(last["energy_image_j_mode"])
-                else f"{last['energy_image_j_base']:.0f} -> {last['energy_image_j_mode']:.0f}"
-            )
-            rows.append(
-                f"| {trace.parent.name} | {trace.stem} | {batch} | {len(part)} ({steps.min()}-{steps.max()}) "
-                f"| {_median_range(speed_up, '.2f')} | {_median_range(energy, '.2f')} | {int(last['steps'])} "
-                f"| {last['latency_image_mean_s_base']:.3f} -> {last['latency_image_mean_s_mode']:.3f} | {e_cell} |"
-            )
+            rows.append(f"| {trace.parent.name} | {trace.stem} | {batch} | {ratio_cells(part)} |")
     return rows
 
 
