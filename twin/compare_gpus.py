@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from traces.profile_schema import TraceSchemaError, find_traces, read_profile
+from traces.profile_schema import find_traces, read_profile
 from twin.calibrate import DEFAULT_TRACES, main_group, shown
-from twin.compare_modes import pair_on_key, ratio_cells
-from twin.compare_published import print_table
+from twin.compare_modes import batch_rows, pair_on_key
+from twin.compare_published import run_table
 
 HEADER = (
     "| base | gpu | model | mode | batch | steps compared | speed-up median (range) | energy ratio median (range) "
@@ -68,9 +67,7 @@ def compare(traces_dir: Path, base: str | None = None, gpu: str | None = None) -
         for model in sorted(set(by_gpu[a]) & set(by_gpu[b])):
             frame_a, frame_b = read_profile(by_gpu[a][model]), read_profile(by_gpu[b][model])
             for mode in sorted(set(frame_a["mode"]) & set(frame_b["mode"])):
-                pairs = paired_gpu_points(frame_a, frame_b, mode)
-                for batch, part in pairs.groupby("batch", sort=True):
-                    rows.append(f"| {a} | {b} | {model} | {mode} | {batch} | {ratio_cells(part)} |")
+                rows += batch_rows(f"{a} | {b} | {model} | {mode}", paired_gpu_points(frame_a, frame_b, mode))
     return rows
 
 
@@ -82,16 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--base", default=None, help="the GPU compared against (a folder name, e.g. h100)")
     parser.add_argument("--gpu", default=None, help="the GPU compared (a folder name, e.g. h200)")
     args = parser.parse_args(argv)
-    if not args.traces.is_dir():
-        print(f"error: no traces folder at {args.traces}", file=sys.stderr)
-        return 2
-    try:
-        rows = compare(args.traces, args.base, args.gpu)
-    except (CompareError, TraceSchemaError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     empty = f"no model under {shown(args.traces)} was measured on two GPUs at the same mode, steps and batch"
-    return print_table(HEADER, rows, empty)
+    return run_table(
+        args.traces, lambda: compare(args.traces, args.base, args.gpu), HEADER, empty, errors=(CompareError,)
+    )
 
 
 if __name__ == "__main__":

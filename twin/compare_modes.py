@@ -10,15 +10,14 @@ mode's card (``twin.calibrate.main_group``), on both sides.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from traces.profile_schema import TraceSchemaError, find_traces, read_profile
+from traces.profile_schema import find_traces, read_profile
 from twin.calibrate import DEFAULT_TRACES, main_group, shown
-from twin.compare_published import print_table
+from twin.compare_published import run_table
 
 HEADER = (
     "| gpu | model | batch | steps compared | speed-up median (range) | energy ratio median (range) "
@@ -75,13 +74,20 @@ def ratio_cells(part: pd.DataFrame) -> str:
     )
 
 
+def batch_rows(label: str, pairs: pd.DataFrame) -> list[str]:
+    """One table row per batch size in ``pairs``: the ``label`` cells, the batch, then ``ratio_cells``."""
+    return [
+        f"| {label} | {batch} | {ratio_cells(part)} |" for batch, part in pairs.groupby("batch", sort=True)
+    ]
+
+
 def compare(traces_dir: Path, base: str = "eager", mode: str = "compile") -> list[str]:
     """The table's rows, one per (gpu, model, batch) that both modes measured."""
     rows = []
     for trace in find_traces(traces_dir):
-        pairs = paired_points(read_profile(trace), base, mode)
-        for batch, part in pairs.groupby("batch", sort=True):
-            rows.append(f"| {trace.parent.name} | {trace.stem} | {batch} | {ratio_cells(part)} |")
+        rows += batch_rows(
+            f"{trace.parent.name} | {trace.stem}", paired_points(read_profile(trace), base, mode)
+        )
     return rows
 
 
@@ -93,16 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--base", default="eager", help="the mode compared against (default eager)")
     parser.add_argument("--mode", default="compile", help="the mode compared (default compile)")
     args = parser.parse_args(argv)
-    if not args.traces.is_dir():
-        print(f"error: no traces folder at {args.traces}", file=sys.stderr)
-        return 2
-    try:
-        rows = compare(args.traces, args.base, args.mode)
-    except (TraceSchemaError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     empty = f"no trace under {shown(args.traces)} measured both {args.base} and {args.mode} at the same steps and batch"
-    return print_table(HEADER, rows, empty)
+    return run_table(args.traces, lambda: compare(args.traces, args.base, args.mode), HEADER, empty)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -119,6 +119,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{', '.join(sorted(modes)) or 'none'})"
     )
     return print_table(HEADER, rows, empty)
+
+
+def run_table(
+    traces: Path, rows_of: Callable[[], list[str]], header: str, empty: str, errors: tuple[type, ...] = ()
+) -> int:
+    """The end of a comparison command: a one-line error and 2 for an absent traces folder or a bad trace
+    (``TraceSchemaError``, ``OSError`` and ``errors``), else ``print_table`` of the rows ``rows_of`` gives."""
+    if not traces.is_dir():
+        print(f"error: no traces folder at {traces}", file=sys.stderr)
+        return 2
+    try:
+        rows = rows_of()
+    except (TraceSchemaError, OSError, *errors) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return print_table(header, rows, empty)
 
 
 def print_table(header: str, rows: list[str], empty: str) -> int:
