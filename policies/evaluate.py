@@ -96,8 +96,8 @@ class EvalConfig:
 class TrainedPolicy:
     """A trained SB3 agent acting deterministically (torch and SB3 are imported only when one is loaded)."""
 
-    def __init__(self, model, name: str, run: str):
-        self.model, self.name, self.run = model, name, run
+    def __init__(self, model, name: str, run: str, step: int | None = None):
+        self.model, self.name, self.run, self.step = model, name, run, step
 
     def reset(self, env) -> None:
         pass
@@ -120,16 +120,18 @@ def load_trained(path: str | Path, scenario: str | Scenario) -> TrainedPolicy:
     cfg = run.load_config()
     check_trained_on(path, cfg, scenario)
     try:
-        model_zip, _ = run.policy_model()
+        model_zip, step = run.policy_model()
     except RunDirError as exc:
         raise EvaluateError(str(exc)) from None
+    chosen = "its policy best on validation days" if run.selects_on_validation() else "its latest checkpoint"
+    print(f"{path.name}: evaluating {chosen}, saved at step {step}", file=sys.stderr)
     from policies.agents import ALGOS
 
     algo = str(cfg.get("algo"))
     if algo not in ALGOS:
         raise EvaluateError(f"{path}: unknown algorithm {algo!r} in config.json")
     model = ALGOS[algo].load(model_zip, device="cpu", custom_objects={"buffer_size": 1})
-    return TrainedPolicy(model, f"{algo}+{cfg.get('shaping')}", run=path.name)
+    return TrainedPolicy(model, f"{algo}+{cfg.get('shaping')}", run=path.name, step=step)
 
 
 def check_trained_on(path: Path, cfg: dict, scenario: str | Scenario) -> None:

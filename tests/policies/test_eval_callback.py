@@ -136,6 +136,7 @@ def test_an_experiment_variant_run_evaluates_and_loads_for_its_scenario(tmp_path
     assert cfg["env_spec"] == EnvSpec("tiny").to_dict() and (run / "scenario.toml").is_file()
 
     policy = load_trained(run, "tiny")  # a plain variant of tiny: the scenario itself
+    assert policy.step == 60  # no selection: the latest checkpoint's, the end of training
     env = make_env(EnvSpec("tiny"))
     again = day_means(env, TrainedPolicy(policy.model, "again", ""), [int(env.unwrapped.eval_days[0])])
     assert again["utility"] == pytest.approx(frame["utility"].iloc[-1], rel=1e-12)

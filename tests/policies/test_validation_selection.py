@@ -58,7 +58,7 @@ def test_validation_days_are_training_days_spread_over_the_year():
         validation_days(u, len(train_days) + 1)
 
 
-def test_the_kept_policy_is_the_best_on_validation_days_and_the_evaluators_load_it(selected):
+def test_the_kept_policy_is_the_best_on_validation_days_and_the_evaluators_load_it(selected, capsys):
     run = RunDir(JOB.run_dir(selected))
     frame = pd.read_csv(run.eval_path)
     assert frame.step.tolist() == [0, 20, 40, 60, 80, 100, 120] and (frame.val_days == 2).all()
@@ -70,6 +70,10 @@ def test_the_kept_policy_is_the_best_on_validation_days_and_the_evaluators_load_
     assert model_zip == run.best / "model.zip" and step == best.step
 
     policy = load_trained(run.path, "tiny")  # the selected policy, not the last
+    assert policy.step == best.step
+    assert capsys.readouterr().err == (
+        f"{run.path.name}: evaluating its policy best on validation days, saved at step {best.step}\n"
+    )
     env = make_env(EnvSpec("tiny"))
     again = day_means(env, TrainedPolicy(policy.model, "again", ""), validation_days(env, 2), seed0=VAL_SEED0)
     assert again["utility"] == pytest.approx(best.val_utility, rel=1e-12)
