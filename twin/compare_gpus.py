@@ -79,7 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--base", default=None, help="the GPU compared against (a folder name, e.g. h100)")
     parser.add_argument("--gpu", default=None, help="the GPU compared (a folder name, e.g. h200)")
     args = parser.parse_args(argv)
-    empty = f"no model under {shown(args.traces)} was measured on two GPUs at the same mode, steps and batch"
+    empty = (
+        f"no model under {shown(args.traces)} was measured on two GPUs in the same mode at the same steps, batch, "
+        "scheduler and resolution"
+    )
     return run_table(
         args.traces, lambda: compare(args.traces, args.base, args.gpu), HEADER, empty, errors=(CompareError,)
     )

@@ -106,26 +106,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--mode", default="eager", help="execution mode of the traces to compare (default eager)"
     )
     args = parser.parse_args(argv)
-    if not args.traces.is_dir():
-        print(f"error: no traces folder at {args.traces}", file=sys.stderr)
-        return 2
-    try:
-        rows, modes = compare(args.traces, args.cards, args.mode)
-    except (TraceSchemaError, CardError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    empty = (
-        f"no {args.mode} trace under {shown(args.traces)} has a published counterpart (modes in the traces: "
-        f"{', '.join(sorted(modes)) or 'none'})"
-    )
-    return print_table(HEADER, rows, empty)
+    modes: set[str] = set()
+
+    def rows_of() -> list[str]:
+        rows, found = compare(args.traces, args.cards, args.mode)
+        modes.update(found)
+        return rows
+
+    def empty() -> str:
+        return (
+            f"no {args.mode} trace under {shown(args.traces)} has a published counterpart (modes in the traces: "
+            f"{', '.join(sorted(modes)) or 'none'})"
+        )
+
+    return run_table(args.traces, rows_of, HEADER, empty, errors=(CardError,))
 
 
 def run_table(
-    traces: Path, rows_of: Callable[[], list[str]], header: str, empty: str, errors: tuple[type, ...] = ()
+    traces: Path,
+    rows_of: Callable[[], list[str]],
+    header: str,
+    empty: str | Callable[[], str],
+    errors: tuple[type, ...] = (),
 ) -> int:
-    """The end of a comparison command: a one-line error and 2 for an absent traces folder or a bad trace
-    (``TraceSchemaError``, ``OSError`` and ``errors``), else ``print_table`` of the rows ``rows_of`` gives."""
+    """The end of each comparison command (``twin.compare_*``): a one-line error and 2 for an absent traces
+    folder or a bad input (``TraceSchemaError``, ``OSError`` and ``errors``), else ``print_table`` of the rows
+    ``rows_of`` gives, with ``empty`` (or what it returns, once the rows are known) as the error for none."""
     if not traces.is_dir():
         print(f"error: no traces folder at {traces}", file=sys.stderr)
         return 2
@@ -134,7 +140,7 @@ def run_table(
     except (TraceSchemaError, OSError, *errors) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return print_table(header, rows, empty)
+    return print_table(header, rows, empty if isinstance(empty, str) else empty())
 
 
 def print_table(header: str, rows: list[str], empty: str) -> int:

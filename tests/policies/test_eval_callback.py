@@ -123,7 +123,7 @@ def test_eval_every_with_an_env_id_that_is_not_the_twin_is_one_line(tmp_path, ca
     assert "--eval-days must be in" in capsys.readouterr().err
 
 
-def test_an_experiment_variant_run_evaluates_and_loads_for_its_scenario(tmp_path):
+def test_an_experiment_variant_run_evaluates_and_loads_for_its_scenario(tmp_path, capsys):
     twin_or_skip()
     run = tmp_path / "run"
     args = Args(algo="sac", shaping="none", env_id=register(EnvSpec("tiny")), total_steps=60,
@@ -135,8 +135,10 @@ def test_an_experiment_variant_run_evaluates_and_loads_for_its_scenario(tmp_path
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["env_spec"] == EnvSpec("tiny").to_dict() and (run / "scenario.toml").is_file()
 
+    capsys.readouterr()
     policy = load_trained(run, "tiny")  # a plain variant of tiny: the scenario itself
     assert policy.step == 60  # no selection: the latest checkpoint's, the end of training
+    assert capsys.readouterr().err == "run: evaluating its latest checkpoint, saved at step 60\n"
     env = make_env(EnvSpec("tiny"))
     again = day_means(env, TrainedPolicy(policy.model, "again", ""), [int(env.unwrapped.eval_days[0])])
     assert again["utility"] == pytest.approx(frame["utility"].iloc[-1], rel=1e-12)

@@ -103,6 +103,17 @@ def test_find_card_prefers_measured_over_cited(tmp_path, cards):
         find_card("nope", directory=tmp_path)
 
 
+@pytest.mark.parametrize("name", ["tiny", "default"])
+def test_bundled_scenarios_run_on_the_measured_h100_cards(name):
+    """The scenarios name no GPU, so ``find_card`` takes the first measured GPU by name: a new measured GPU that
+    sorts before ``h100`` would move every scenario onto it unnoticed (the H200's cards sort after)."""
+    from twin.scenario import load_scenario
+
+    for dc in load_scenario(name).datacenters:
+        card = find_card(dc.model, gpu=dc.gpu, mode=dc.mode)
+        assert (card.gpu, card.basis) == ("h100", "measured"), dc.name
+
+
 def _mutations():
     def drop(key):
         return lambda d: d.pop(key)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from twin.calibrate import DEFAULT_TRACES
-from twin.compare_gpus import compare, main, paired_gpu_points
+from twin.compare_gpus import compare, gpu_pairs, main, paired_gpu_points
 
 pytestmark = pytest.mark.skipif(
     not all((DEFAULT_TRACES / gpu / "sd-1.5.csv").is_file() for gpu in ("h100", "h200")),
@@ -28,26 +28,47 @@ def _points(trace, mode: str, batch: int) -> pd.DataFrame:
     return frame[(frame["mode"] == mode) & (frame["batch"] == batch)].set_index("steps")
 
 
+def _ok_batches(trace, mode: str) -> set[int]:
+    frame = pd.read_csv(trace)
+    return set(frame[(frame["status"] == "ok") & (frame["mode"] == mode)]["batch"])
+
+
 def test_rows_pair_the_same_points_on_both_gpus_and_report_their_ratios(tmp_path):
     h100, h200 = _copy(tmp_path, "h100", "sd-1.5"), _copy(tmp_path, "h200", "sd-1.5")
     _copy(tmp_path, "h100", "sd-2.1")  # measured on one GPU only: no row
     rows = compare(tmp_path)
     keys = [tuple(c.strip() for c in r.split("|")[1:6]) for r in rows]
-    # the H100 compiled batches 1 and 2 only, the H200 1-8: compile rows for the shared batches alone
-    assert keys == [
-        ("h100", "h200", "sd-1.5", "compile", "1"),
-        ("h100", "h200", "sd-1.5", "compile", "2"),
-    ] + [("h100", "h200", "sd-1.5", "eager", str(b)) for b in (1, 2, 4, 8)]
+    # one row per batch measured in that mode on both GPUs (the H100 compiled fewer batches than the H200)
+    expected = [
+        ("h100", "h200", "sd-1.5", mode, str(b))
+        for mode in ("compile", "eager")
+        for b in sorted(_ok_batches(h100, mode) & _ok_batches(h200, mode))
+    ]
+    assert keys == expected and ("h100", "h200", "sd-1.5", "eager", "8") in keys
     base, other = _points(h100, "eager", 8), _points(h200, "eager", 8)
     speed_up = base["latency_image_mean_s"] / other["latency_image_mean_s"]
     energy = other["energy_image_j"] / base["energy_image_j"]
-    cells = [c.strip() for c in rows[-1].split("|")]
+    cells = [c.strip() for c in rows[keys.index(("h100", "h200", "sd-1.5", "eager", "8"))].split("|")]
     assert cells[7] == f"{speed_up.median():.2f} ({speed_up.min():.2f}-{speed_up.max():.2f})"
     assert cells[8] == f"{energy.median():.2f} ({energy.min():.2f}-{energy.max():.2f})"
-    assert (
-        cells[10]
-        == f"{base.loc[50, 'latency_image_mean_s']:.3f} -> {other.loc[50, 'latency_image_mean_s']:.3f}"
+    assert cells[10] == (
+        f"{base.loc[50, 'latency_image_mean_s']:.3f} -> {other.loc[50, 'latency_image_mean_s']:.3f}"
     )
+
+
+def test_pairs_are_every_gpu_pair_in_name_order_or_the_ones_named():
+    gpus = ["a100", "h100", "h200"]
+    assert gpu_pairs(gpus, None, None) == [("a100", "h100"), ("a100", "h200"), ("h100", "h200")]
+    assert gpu_pairs(gpus, None, "h200") == [("a100", "h200"), ("h100", "h200")]
+    assert gpu_pairs(gpus, "h200", None) == [("h200", "a100"), ("h200", "h100")]
+    assert gpu_pairs(gpus, "h200", "a100") == [("h200", "a100")]
+
+
+def test_the_command_prints_the_table(tmp_path, capsys):
+    _copy(tmp_path, "h100", "sdxl"), _copy(tmp_path, "h200", "sdxl")
+    assert main(["--traces", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("| base | gpu | model |") and out[2:] == compare(tmp_path)
 
 
 def test_the_pair_can_be_named_either_way_round(tmp_path):
@@ -61,20 +82,25 @@ def test_the_pair_can_be_named_either_way_round(tmp_path):
     )
 
 
-def test_points_at_another_resolution_on_the_other_gpu_are_left_out(tmp_path):
+@pytest.mark.parametrize(
+    "column, value", [("resolution", 768), ("scheduler", "DDIMScheduler")], ids=["resolution", "scheduler"]
+)
+def test_points_of_another_group_on_the_other_gpu_are_left_out(tmp_path, column, value):
     _copy(tmp_path / "plain", "h100", "sd-1.5"), _copy(tmp_path / "plain", "h200", "sd-1.5")
     expected = compare(tmp_path / "plain")
     _copy(tmp_path / "mixed", "h100", "sd-1.5")
     trace = _copy(tmp_path / "mixed", "h200", "sd-1.5")
     frame = pd.read_csv(trace)
     eager = frame[frame["mode"] == "eager"]
-    # the H200 also measured eager at 768 px, more often than at 512: paired with the H100's 512 px points anyway
-    at_768 = eager.assign(resolution=768, latency_image_mean_s=eager["latency_image_mean_s"] * 10)
-    pd.concat([frame, at_768, at_768.assign(steps=at_768["steps"] + 100)], ignore_index=True).to_csv(
+    # the H200 also measured eager in another group, more often than in the H100's: paired with the H100's anyway
+    other = eager.assign(**{column: value}, latency_image_mean_s=eager["latency_image_mean_s"] * 10)
+    pd.concat([frame, other, other.assign(steps=other["steps"] + 100)], ignore_index=True).to_csv(
         trace, index=False
     )
     assert compare(tmp_path / "mixed") == expected
-    pairs = paired_gpu_points(pd.read_csv(tmp_path / "mixed" / "h100" / "sd-1.5.csv"), frame, "eager")
+    pairs = paired_gpu_points(
+        pd.read_csv(tmp_path / "mixed" / "h100" / "sd-1.5.csv"), pd.read_csv(trace), "eager"
+    )
     assert len(pairs) == 40 and pairs["steps"].max() == 50
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 
 import pytest
 
@@ -17,10 +18,13 @@ pytestmark = pytest.mark.skipif(not (DEFAULT_TRACES / "h100").is_dir(), reason="
 def test_every_cited_point_of_a_traced_model_gets_a_row_with_its_ratios():
     rows, modes = compare(DEFAULT_TRACES, CARDS_DIR)
     cited_points = sum(len(c.steps) + (c.big_batch is not None) for c in COSTS.values())
-    on_h100 = [r for r in rows if r.split("|")[11].strip().startswith("h100 ")]
-    assert len(on_h100) == cited_points  # all four cited models have an H100 trace
-    other_gpus = [d for d in DEFAULT_TRACES.iterdir() if d.is_dir() and d.name != "h100"]
-    assert (len(rows) > cited_points) == bool(other_gpus)  # each other GPU's traces add their own rows
+    per_gpu = Counter(r.split("|")[11].split()[0] for r in rows)
+    assert per_gpu["h100"] == cited_points  # all four cited models have an H100 trace
+    for gpu in (d for d in DEFAULT_TRACES.iterdir() if d.is_dir() and d.name != "h100"):
+        traced = {t.stem for t in gpu.glob("*.csv")}  # every committed trace measured eager points
+        assert per_gpu[gpu.name] == sum(
+            len(c.steps) + (c.big_batch is not None) for m, c in COSTS.items() if m in traced
+        )
     sdxl_b8 = next(r for r in rows if r.startswith("| sdxl | 8 | 50 |")).split("|")
     published, measured, speed_up = (
         float(sdxl_b8[5]),
