@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from stable_baselines3 import SAC, TD3
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
@@ -223,7 +224,16 @@ def build_agent(
     shaper = build_shaper(shaping, obs_dim, act_dim, cfg)
     model = ALGOS[algo]("MlpPolicy", env, **kwargs)
     model.replay_buffer.attach_shaper(shaper)
+    if tensorboard_log is None:
+        quiet_logger(model)
     return model, shaper
+
+
+def quiet_logger(model: OffPolicyAlgorithm) -> None:
+    """Give ``model`` a logger that keeps the values it records (callbacks read them) and writes nothing.
+    Without one SB3 configures its own at every ``learn``, and with no TensorBoard folder that makes an empty
+    tempdir/SB3-<time> folder per run."""
+    model.set_logger(Logger(folder=None, output_formats=[]))
 
 
 def load_agent(

@@ -34,6 +34,7 @@ from policies.agents import (
     check_config,
     flat_dims,
     load_agent,
+    quiet_logger,
 )
 from policies.delayed import SettlementWrapper
 from policies.eval_callback import HeldOutEvalCallback, held_out_days, is_twin, validation_days
@@ -490,6 +491,8 @@ def restore(args: Args, run: RunDir, ckpt: Path, env, cfg: AgentConfig):
         shaper.load_extra_state(saved["extra"])
     model = load_agent(args.algo, ckpt / "model.zip", ckpt / BUFFER_FILE, env, shaper, cfg.device)
     model.tensorboard_log = str(run.tensorboard) if args.tensorboard else None
+    if not args.tensorboard:
+        quiet_logger(model)
     # The env cannot be checkpointed mid-episode: the open settlement period can never be settled, so
     # it is abandoned, and the env is reset with a seed derived from the step count.
     model.replay_buffer.break_periods()
