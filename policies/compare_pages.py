@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from policies.experiment_settings import PLAIN, STUDIES
-from policies.report import fmt, held_out_curves, load_curves, load_study, paired_text
+from policies.report import fmt, held_out_curves, load_curves, load_study, paired_text, seed_pairs
 
 
 class CompareError(ValueError):
@@ -27,7 +27,8 @@ class CompareError(ValueError):
 
 @dataclass(frozen=True)
 class Side:
-    """One learner in one setting of one page's study: its per-seed outcome rows and held-out curve."""
+    """One learner in one setting of one page's study: its per-seed outcome rows and held-out curve (empty
+    where the page has none, or none it can tell belongs to this setting: ``curve_note`` says why)."""
 
     page: Path
     policy: str
@@ -35,10 +36,16 @@ class Side:
     outcome: pd.DataFrame
     curves: pd.DataFrame
     config: dict
+    curve_note: str = ""
 
     @property
     def label(self) -> str:
         return f"{self.page.name} {self.policy} ({self.setting})"
+
+
+OUTCOME_COLUMNS = ("utility", "utility_pct_of_bound", "violation_rate", "energy_cost")
+#: What a seed's two runs must share to pair: the scenario (name and text) and the held-out days and arrivals.
+SHARED_CONFIG = ("scenario", "scenario_toml", "eval_days", "eval_day_seeds")
 
 
 def parse_side(text: str) -> tuple[Path, str, str | None]:
@@ -50,6 +57,12 @@ def parse_side(text: str) -> tuple[Path, str, str | None]:
     return Path(page), policy or PLAIN, setting or None
 
 
+def require_columns(frame: pd.DataFrame, columns, what: Path) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise CompareError(f"{what}: no column {', '.join(missing)}")
+
+
 def load_side(text: str, study: str) -> Side:
     page, policy, setting = parse_side(text)
     loaded = load_study(page, study)
@@ -58,12 +71,13 @@ def load_side(text: str, study: str) -> Side:
             f"{page}: no {study} study there ({page / study / f'{study}.csv'} or its config.json missing)"
         )
     table, config = loaded
+    require_columns(table, ("policy", "setting", "seed", "utility"), page / study / f"{study}.csv")
     rows = table[table.policy == policy]
     if rows.empty:
         raise CompareError(
             f"{page}: no {policy!r} rows; its learners: {', '.join(sorted(set(table.policy)))}"
         )
-    settings = list(dict.fromkeys(rows.setting))
+    settings = sorted(set(rows.setting))
     if setting is None:
         if len(settings) > 1:
             raise CompareError(
@@ -72,45 +86,61 @@ def load_side(text: str, study: str) -> Side:
         setting = settings[0]
     elif setting not in settings:
         raise CompareError(f"{page}: {policy} has no setting {setting!r}; it ran in {', '.join(settings)}")
-    curves = load_curves(page, study)
+    curves, note = setting_curves(load_curves(page, study), policy, setting, len(settings), page / study)
+    return Side(page, policy, setting, rows[rows.setting == setting], curves, config, note)
+
+
+def setting_curves(curves: pd.DataFrame, policy: str, setting: str, n_settings: int, where: Path):
+    """The held-out curve of ``policy`` in ``setting``, and why there is none where there is none. Curves name a
+    setting after the run's spec (``settle=288+redistribute`` where the table says ``settle=daily``), so a label
+    that differs from the table's is taken only where the learner ran in one setting and has one curve label."""
     if curves.empty or not held_out_curves(curves):
-        curves = pd.DataFrame()
-    else:
-        curves = curves[curves.policy == policy]
-        # curves name a setting after the run's spec (settle=288+redistribute where the table says settle=daily)
-        names = list(dict.fromkeys(curves.setting))
-        if setting in names:
-            curves = curves[curves.setting == setting]
-        elif len(names) > 1:
-            raise CompareError(
-                f"{page}: {policy}'s curves are labelled {', '.join(names)}, none of them {setting!r}"
-            )
-    return Side(page, policy, setting, rows[rows.setting == setting], curves, config)
+        return pd.DataFrame(), f"{where}: no held-out learning curves"
+    require_columns(
+        curves, ("policy", "seed", "step", "utility", "setting"), where / f"{where.name}_curves.csv"
+    )
+    curves = curves[curves.policy == policy]
+    names = sorted(set(curves.setting))
+    if setting in names:
+        return curves[curves.setting == setting], ""
+    if n_settings == 1 and len(names) == 1:
+        return curves, ""
+    return (
+        pd.DataFrame(),
+        f"{where}: {policy}'s curves are labelled {', '.join(names) or 'nothing'}, none {setting!r}",
+    )
 
 
 def check_comparable(a: Side, b: Side) -> None:
     """Same scenario, held-out days and their arrival seeds: otherwise a seed's two runs do not pair."""
-    for key in ("scenario", "eval_days", "eval_day_seeds"):
-        if a.config.get(key) != b.config.get(key):
+    for key in SHARED_CONFIG:
+        for side in (a, b):
+            if side.config.get(key) is None:
+                raise CompareError(
+                    f"{side.page}: its config.json does not say {key}; cannot check that the pages pair"
+                )
+        if a.config[key] != b.config[key]:
+            shown = (
+                "its text differs"
+                if key == "scenario_toml"
+                else f"{a.page}: {a.config[key]}, {b.page}: {b.config[key]}"
+            )
             raise CompareError(
-                f"the pages differ in {key} ({a.page}: {a.config.get(key)}, {b.page}: {b.config.get(key)}); "
-                "runs pair by seed only on the same held-out days"
+                f"the pages differ in {key} ({shown}); runs pair by seed only on the same held-out days"
             )
 
 
-def seed_means(frame: pd.DataFrame, column: str) -> pd.Series:
-    return frame.groupby("seed")[column].mean()
-
-
 def paired_line(name: str, x: pd.Series, y: pd.Series) -> str:
-    common = x.index.intersection(y.index)
-    diff = paired_text((x[common] - y[common]).to_numpy())
-    return f"  {name}: {fmt(x[common].mean())} vs {fmt(y[common].mean())}, A − B {diff}"
+    """Per-seed means of A and B and A − B's paired test, over the seeds where both are finite."""
+    pair = seed_pairs(x, y)
+    diff = paired_text((pair.a - pair.b).to_numpy())
+    return f"  {name}: {fmt(pair.a.mean())} vs {fmt(pair.b.mean())}, A − B {diff}"
 
 
 def area(curves: pd.DataFrame, steps: list[int]) -> pd.Series:
-    """A seed's mean held-out utility over the given evaluation steps."""
-    return curves[curves.step.isin(steps)].groupby("seed").utility.mean()
+    """A seed's mean held-out utility over the given evaluation steps (NaN for a seed that lacks one of them)."""
+    per_step = curves[curves.step.isin(steps)].pivot_table(index="seed", columns="step", values="utility")
+    return per_step.reindex(columns=steps).mean(axis=1, skipna=False)
 
 
 def comparison(a: Side, b: Side, until: int | None = None) -> list[str]:
@@ -118,29 +148,30 @@ def comparison(a: Side, b: Side, until: int | None = None) -> list[str]:
     seeds = sorted(set(a.outcome.seed) & set(b.outcome.seed))
     if len(seeds) < 2:
         raise CompareError(
-            f"the pages share {len(seeds)} seed(s) for these learners; pairing needs two or more"
+            f"the two share {len(seeds)} seed(s) ({a.label}: {len(set(a.outcome.seed))}, {b.label}: "
+            f"{len(set(b.outcome.seed))}); pairing needs two or more (heuristics and the oracle run once)"
         )
-    lines = [f"A = {a.label}, B = {b.label}: {len(seeds)} seeds paired ({', '.join(map(str, seeds))}), "
-             f"held-out days {a.config.get('eval_days')} of scenario {a.config.get('scenario')}"]  # fmt: skip
-    lines.append("held-out outcome (each run's evaluated policy; mean over the seeds both ran):")
-    for column in ("utility", "utility_pct_of_bound", "violation_rate", "energy_cost"):
+    lines = [f"A = {a.label}, B = {b.label}: {len(seeds)} seeds both ran ({', '.join(map(str, seeds))}), "
+             f"held-out days {a.config['eval_days']} of scenario {a.config['scenario']}"]  # fmt: skip
+    lines.append("held-out outcome (each run's evaluated policy; n: the seeds where both values are finite):")
+    for column in OUTCOME_COLUMNS:
         if column in a.outcome.columns and column in b.outcome.columns:
-            lines.append(paired_line(column, seed_means(a.outcome, column), seed_means(b.outcome, column)))
-    if a.curves.empty or b.curves.empty:
-        lines.append(
-            "area under the learning curve: no held-out curves on "
-            + (a.page if a.curves.empty else b.page).name
-        )
-        return lines
+            x, y = (s.outcome.groupby("seed")[column].mean() for s in (a, b))
+            lines.append(paired_line(column, x, y))
+    missing = [s.curve_note for s in (a, b) if s.curves.empty]
+    if missing:
+        return [*lines, "area under the learning curve: not computed; " + "; ".join(missing)]
     steps = sorted(set(a.curves.step[a.curves.step > 0]) & set(b.curves.step[b.curves.step > 0]))
     if until is not None:
         steps = [s for s in steps if s <= until]
     if not steps:
-        lines.append("area under the learning curve: no evaluation step after 0 common to both pages"
-                     + (f" up to {until}" if until is not None else ""))  # fmt: skip
-        return lines
+        up_to = f" up to {until}" if until is not None else ""
+        return [
+            *lines,
+            f"area under the learning curve: no evaluation step after 0{up_to} common to both pages",
+        ]
     lines.append(f"area under the held-out learning curve (a seed's mean utility over steps {steps[0]}-{steps[-1]}, "
-                 f"{len(steps)} evaluations both pages made):")  # fmt: skip
+                 f"the {len(steps)} evaluations both pages made; a seed missing one is left out):")  # fmt: skip
     lines.append(paired_line("utility", area(a.curves, steps), area(b.curves, steps)))
     return lines
 
@@ -160,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.until is not None and args.until <= 0:
             raise CompareError(f"--until {args.until}: expected a step after 0")
         lines = comparison(load_side(args.a, args.study), load_side(args.b, args.study), args.until)
-    except (CompareError, OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # CompareError is a ValueError; so is a malformed CSV's
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print("\n".join(lines))

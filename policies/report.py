@@ -406,10 +406,15 @@ def paired_by_seed(table: pd.DataFrame, a: str, b: str, setting: str | None, col
     if "seed" not in table.columns:
         return None
     t = table if setting is None else table[table.setting == setting]
-    x = t[t.policy == a].groupby("seed")[column].mean()
-    y = t[t.policy == b].groupby("seed")[column].mean()
-    common = x.index.intersection(y.index)
-    return paired_text((x[common] - y[common]).to_numpy()) if len(common) >= 2 else None
+    pair = seed_pairs(
+        t[t.policy == a].groupby("seed")[column].mean(), t[t.policy == b].groupby("seed")[column].mean()
+    )
+    return paired_text((pair.a - pair.b).to_numpy()) if len(pair) >= 2 else None
+
+
+def seed_pairs(x: pd.Series, y: pd.Series) -> pd.DataFrame:
+    """Two per-seed series side by side (columns ``a`` and ``b``), over the seeds where both are finite."""
+    return pd.concat({"a": x, "b": y}, axis=1, join="inner").dropna()
 
 
 def others_than_plain(policies) -> list[str]:

@@ -13,71 +13,147 @@ from scipy import stats
 from policies.compare_pages import main
 from policies.report import fmt
 
-CONFIG = {
-    "study": "sparsity",
-    "scenario": "default",
-    "eval_days": [1, 181, 361],
-    "eval_day_seeds": [10000, 10001, 10002],
-}
+CONFIG = {"study": "sparsity", "scenario": "default", "scenario_toml": "[scenario]\nname = 'default'\n",
+          "eval_days": [1, 181, 361], "eval_day_seeds": [10000, 10001, 10002]}  # fmt: skip
 STEPS = (0, 4000, 8000, 12000)
 
 
-def write_page(root: Path, name: str, setting: str, curve_setting: str, utility: dict[str, list[float]],
-               curve: dict[str, np.ndarray], config: dict | None = None) -> Path:  # fmt: skip
-    """A page with a sparsity study: one outcome row per learner and seed, held-out curves at STEPS."""
+def outcome(policy: str, setting: str, utility: dict[int, float]) -> pd.DataFrame:
+    """One outcome row per seed (seed -> utility)."""
+    return pd.DataFrame([{"study": "sparsity", "setting": setting, "policy": policy, "seed": s, "utility": u,
+                          "utility_pct_of_bound": u / 7.0, "violation_rate": 0.01 * (s + 1), "energy_cost": 5.0}
+                         for s, u in utility.items()])  # fmt: skip
+
+
+def curve(policy: str, setting: str, values: dict[int, list[float]], steps=STEPS) -> pd.DataFrame:
+    """Held-out curve rows: seed -> utility at each of ``steps``."""
+    return pd.DataFrame([{"policy": policy, "seed": s, "step": step, "utility": u, "violation_rate": 0.0,
+                          "curve_source": "held-out", "setting": setting}
+                         for s, us in values.items() for step, u in zip(steps, us, strict=True)])  # fmt: skip
+
+
+def write_page(
+    root: Path, name: str, table: pd.DataFrame, curves: pd.DataFrame | None, config=CONFIG
+) -> Path:
     page = root / name
     (page / "sparsity").mkdir(parents=True)
-    rows = [{"study": "sparsity", "setting": setting, "policy": p, "seed": s, "utility": u, "utility_pct_of_bound": u / 7.0,
-             "violation_rate": 0.01 * (s + 1), "energy_cost": 5.0} for p, us in utility.items() for s, u in enumerate(us)]  # fmt: skip
-    pd.DataFrame(rows).to_csv(page / "sparsity" / "sparsity.csv", index=False)
-    curves = [{"policy": p, "seed": s, "step": step, "utility": float(c[s, i]), "violation_rate": 0.0,
-               "curve_source": "held-out", "setting": curve_setting}
-              for p, c in curve.items() for s in range(c.shape[0]) for i, step in enumerate(STEPS)]  # fmt: skip
-    pd.DataFrame(curves).to_csv(page / "sparsity" / "sparsity_curves.csv", index=False)
-    (page / "sparsity" / "config.json").write_text(json.dumps(config or CONFIG), encoding="utf-8")
+    table.sample(frac=1.0, random_state=1).to_csv(
+        page / "sparsity" / "sparsity.csv", index=False
+    )  # rows shuffled
+    if curves is not None:
+        curves.sample(frac=1.0, random_state=2).to_csv(page / "sparsity" / "sparsity_curves.csv", index=False)
+    (page / "sparsity" / "config.json").write_text(json.dumps(config), encoding="utf-8")
     return page
 
 
-@pytest.fixture
-def pages(tmp_path):
-    rng = np.random.default_rng(0)
-    a_util, b_util = [660.0, 672.0, 655.0, 690.0], [650.0, 671.0, 640.0, 670.0]
-    a_curve, b_curve = rng.normal(630, 10, (4, len(STEPS))), rng.normal(620, 10, (4, len(STEPS)))
-    a = write_page(tmp_path, "dense", "settle=1", "settle=1", {"sac": a_util}, {"sac": a_curve})
-    b = write_page(tmp_path, "daily", "settle=daily", "settle=288+redistribute",
-                   {"sac": b_util, "sac+diffusion": [600.0] * 4}, {"sac": b_curve, "sac+diffusion": b_curve - 5})  # fmt: skip
-    return a, b, np.array(a_util), np.array(b_util), a_curve, b_curve
-
-
-def paired(d: np.ndarray) -> str:
+def paired(d) -> str:
+    """What the command should print for the paired differences ``d`` (computed independently)."""
+    d = np.asarray(d, dtype=float)
     half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
     p = stats.ttest_rel(d, np.zeros_like(d)).pvalue
     return f"A − B {fmt(d.mean())} (95% CI {fmt(d.mean() - half)} to {fmt(d.mean() + half)}, p = {fmt(p)}"
 
 
-def test_outcome_and_curve_area_are_paired_by_seed(pages, capsys):
-    a, b, a_util, b_util, a_curve, b_curve = pages
+def line(out: str, head: str, name: str = "utility") -> str:
+    """The ``name`` line under the section that starts with ``head``."""
+    section = out.split(head, 1)[1]
+    return next(x for x in section.splitlines() if x.strip().startswith(f"{name}:"))
+
+
+RNG = np.random.default_rng(0)
+A_UTIL = {0: 660.0, 1: 672.0, 2: 655.0, 3: 690.0, 4: 700.0}  # seed 0 only on A, 5 only on B
+B_UTIL = {5: 610.0, 4: 670.0, 3: 640.0, 2: 671.0, 1: 650.0}
+A_CURVE = {s: list(RNG.normal(630, 10, len(STEPS))) for s in range(5)}
+B_CURVE = {s: list(RNG.normal(620, 10, len(STEPS))) for s in range(1, 6)}
+SHARED = (1, 2, 3, 4)
+
+
+@pytest.fixture
+def pages(tmp_path):
+    a = write_page(tmp_path, "dense", outcome("sac", "settle=1", A_UTIL), curve("sac", "settle=1", A_CURVE))
+    table = pd.concat(
+        [outcome("sac", "settle=daily", B_UTIL), outcome("sac+diffusion", "settle=daily", B_UTIL)]
+    )
+    curves = pd.concat([curve("sac", "settle=288+redistribute", B_CURVE),
+                        curve("sac+diffusion", "settle=288+redistribute", B_CURVE)])  # fmt: skip
+    return a, write_page(tmp_path, "daily", table, curves)
+
+
+def test_outcome_and_curve_area_are_paired_by_seed_over_the_seeds_both_ran(pages, capsys):
+    a, b = pages
     assert main([str(a), f"{b}:sac"]) == 0
     out = capsys.readouterr().out
-    assert "A = dense sac (settle=1), B = daily sac (settle=daily): 4 seeds paired" in out
-    assert paired(a_util - b_util) in out.split("utility: ")[1].splitlines()[0]
-    assert "steps 4000-12000, 3 evaluations" in out  # step 0 (the untrained policy) is not in the area
-    area_line = out.split("area under")[1].splitlines()[1]
-    assert paired(a_curve[:, 1:].mean(1) - b_curve[:, 1:].mean(1)) in area_line
+    assert "A = dense sac (settle=1), B = daily sac (settle=daily): 4 seeds both ran (1, 2, 3, 4)" in out
+    assert paired([A_UTIL[s] - B_UTIL[s] for s in SHARED]) in line(out, "held-out outcome")
+    assert "steps 4000-12000, the 3 evaluations" in out  # step 0 (the untrained policy) is not in the area
+    area = [np.mean(A_CURVE[s][1:]) - np.mean(B_CURVE[s][1:]) for s in SHARED]
+    assert paired(area) in line(out, "area under")
 
 
 def test_until_limits_the_area_to_the_early_evaluations(pages, capsys):
-    a, b, *_, a_curve, b_curve = pages
+    a, b = pages
     assert main([str(a), str(b), "--until", "8000"]) == 0
     out = capsys.readouterr().out
-    assert "steps 4000-8000, 2 evaluations" in out
-    assert paired(a_curve[:, 1:3].mean(1) - b_curve[:, 1:3].mean(1)) in out.split("area under")[1]
+    assert "steps 4000-8000, the 2 evaluations" in out
+    assert paired([np.mean(A_CURVE[s][1:3]) - np.mean(B_CURVE[s][1:3]) for s in SHARED]) in line(
+        out, "area under"
+    )
+
+
+def test_the_area_covers_only_the_steps_both_pages_evaluated(tmp_path, capsys):
+    a = write_page(tmp_path, "a", outcome("sac", "s", A_UTIL), curve("sac", "s", A_CURVE))
+    every_2k = (0, 2000, 4000, 6000, 8000, 10000, 12000)
+    b_curve = {s: list(RNG.normal(620, 10, len(every_2k))) for s in SHARED}
+    b = write_page(tmp_path, "b", outcome("sac", "s", B_UTIL), curve("sac", "s", b_curve, every_2k))
+    assert main([str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "steps 4000-12000, the 3 evaluations" in out
+    area = [np.mean(A_CURVE[s][1:]) - np.mean([b_curve[s][i] for i in (2, 4, 6)]) for s in SHARED]
+    assert paired(area) in line(out, "area under")
+
+
+def test_a_missing_value_leaves_its_seed_out_of_that_comparison(tmp_path, capsys):
+    b_util = {**B_UTIL, 2: float("nan")}
+    b_curve = {**B_CURVE, 1: [B_CURVE[1][0], np.nan, *B_CURVE[1][2:]]}
+    a = write_page(tmp_path, "a", outcome("sac", "s", A_UTIL), curve("sac", "s", A_CURVE))
+    b = write_page(tmp_path, "b", outcome("sac", "s", b_util), curve("sac", "s", b_curve))
+    assert main([str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    util = line(out, "held-out outcome")
+    assert util.startswith(f"  utility: {fmt(np.mean([A_UTIL[s] for s in (1, 3, 4)]))} vs ")
+    assert paired([A_UTIL[s] - B_UTIL[s] for s in (1, 3, 4)]) in util and "n = 3 seeds" in util
+    area = [np.mean(A_CURVE[s][1:]) - np.mean(B_CURVE[s][1:]) for s in (2, 3, 4)]
+    assert paired(area) in line(out, "area under")
 
 
 def test_a_learner_and_setting_can_be_named(pages, capsys):
-    _, b, *_ = pages
+    _, b = pages
     assert main([f"{b}:sac+diffusion:settle=daily", f"{b}:sac"]) == 0
     assert "A = daily sac+diffusion (settle=daily), B = daily sac (settle=daily)" in capsys.readouterr().out
+
+
+def test_without_curves_the_outcome_is_still_compared(tmp_path, capsys):
+    a = write_page(tmp_path, "a", outcome("sac", "s", A_UTIL), None)
+    b = write_page(tmp_path, "b", outcome("sac", "s", B_UTIL), curve("sac", "s", B_CURVE))
+    assert main([str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "utility: " in out
+        and f"area under the learning curve: not computed; {a}/sparsity: no held-out" in out
+    )
+
+
+def test_curves_of_a_learner_with_several_settings_must_carry_the_tables_label(tmp_path, capsys):
+    table = pd.concat([outcome("sac", "settle=daily", B_UTIL), outcome("sac", "settle=scenario", B_UTIL)])
+    curves = pd.concat([curve("sac", "base", B_CURVE), curve("sac", "settle=288", B_CURVE)])
+    page = write_page(tmp_path, "two", table, curves)
+    a = write_page(tmp_path, "a", outcome("sac", "s", A_UTIL), curve("sac", "s", A_CURVE))
+    assert main([str(a), f"{page}:sac:settle=daily"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "curves are labelled base, settle=288, none 'settle=daily'" in out
+        and "area under the held" not in out
+    )
 
 
 @pytest.mark.parametrize(
@@ -87,24 +163,42 @@ def test_a_learner_and_setting_can_be_named(pages, capsys):
      ("{b}/missing", "no sparsity study there")],
 )  # fmt: skip
 def test_a_side_naming_nothing_is_a_one_line_error(pages, capsys, side, message):
-    a, b, *_ = pages
+    a, b = pages
     assert main([str(a), side.format(b=b)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
 
 
-def test_pages_on_different_held_out_days_do_not_pair(pages, tmp_path, capsys):
-    a, *_ = pages
-    other = write_page(tmp_path, "other-days", "settle=1", "settle=1", {"sac": [1.0, 2.0]}, {"sac": np.zeros((2, 4))},
-                       {**CONFIG, "eval_days": [2, 182, 362]})  # fmt: skip
-    assert main([str(a), str(other)]) == 2
-    assert "the pages differ in eval_days" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    "change, message",
+    [({"eval_days": [2, 182, 362]}, "the pages differ in eval_days"),
+     ({"scenario_toml": "[scenario]\nname = 'default'\nprice_k = 2\n"}, "the pages differ in scenario_toml"),
+     ({"eval_day_seeds": None}, "does not say eval_day_seeds")],
+)  # fmt: skip
+def test_pages_that_do_not_share_their_held_out_days_and_scenario_do_not_pair(
+    tmp_path, capsys, change, message
+):
+    a = write_page(tmp_path, "a", outcome("sac", "s", A_UTIL), None)
+    config = {k: v for k, v in {**CONFIG, **change}.items() if v is not None}
+    b = write_page(tmp_path, "b", outcome("sac", "s", B_UTIL), None, config)
+    assert main([str(a), str(b)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_fewer_than_two_shared_seeds_bad_until_and_bad_csvs_are_one_line_errors(tmp_path, capsys):
+    a = write_page(tmp_path, "a", outcome("sac", "s", {0: 1.0, 1: 2.0}), None)
+    b = write_page(tmp_path, "b", outcome("sac", "s", {1: 1.0, 2: 2.0}), None)
+    bad = write_page(tmp_path, "bad", outcome("sac", "s", B_UTIL).drop(columns="seed"), None)
+    for argv, message in (([str(a), str(b)], "share 1 seed(s)"), ([str(a), str(a), "--until", "0"], "--until 0"),
+                          ([str(a), str(bad)], "no column seed")):  # fmt: skip
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
 
 
 def test_a_learner_whose_settings_are_ambiguous_must_be_named(tmp_path, capsys):
-    page = tmp_path / "two"
-    write_page(tmp_path, "two", "settle=1", "settle=1", {"sac": [1.0, 2.0]}, {"sac": np.zeros((2, 4))})
-    t = pd.read_csv(page / "sparsity" / "sparsity.csv")
-    pd.concat([t, t.assign(setting="settle=daily")]).to_csv(page / "sparsity" / "sparsity.csv", index=False)
+    page = write_page(
+        tmp_path, "two", pd.concat([outcome("sac", "x", B_UTIL), outcome("sac", "y", B_UTIL)]), None
+    )
     assert main([str(page), str(page)]) == 2
-    assert "sac ran in settle=1, settle=daily; name one" in capsys.readouterr().err
+    assert "sac ran in x, y; name one" in capsys.readouterr().err

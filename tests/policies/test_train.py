@@ -156,6 +156,22 @@ def test_cli_trains_checkpoints_and_resumes(tmp_path, env_cli_args, capsys):
     assert len(list((run / "checkpoints").glob("step_*"))) <= 2  # older ones pruned
 
 
+def test_a_run_without_tensorboard_leaves_no_logger_folder_and_still_logs_its_losses(
+    tmp_path, env_cli_args, monkeypatch
+):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where SB3 would make its SB3-<time> folders
+    run = tmp_path / "run"
+    base = [*env_cli_args, "--algo", "sac", "--shaping", "none", "--run-dir", str(run), "--no-tensorboard"]
+    assert main([*base, *CLI_SMALL, "--total-steps", "96", "--checkpoint-every", "48"]) == 0
+    assert main(["--resume", "--run-dir", str(run), "--total-steps", "144", "--no-progress"]) == 0
+    assert not list(tmp_path.glob("SB3-*")) and not (run / "tb").exists()
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert metrics["losses/critic_loss"].notna().any()
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step_0000000144"  # the resume trained too
+
+
 def test_bad_input_is_one_line(tmp_path, capsys):
     cases = [
         (["--algo", "ppo"], "unknown algorithm"),
