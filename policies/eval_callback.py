@@ -19,6 +19,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from policies.evaluate import MONEY, TrainedPolicy  # MONEY: the per-day money terms, unscaled
 from policies.policy import episode_rates, run_episode, spread
+from policies.residual import Residual
 from policies.run_dir import MetricsLog, best_state, publish_dir
 from traces.atomic import write_json_atomic
 
@@ -83,7 +84,8 @@ class HeldOutEvalCallback(BaseCallback):
     first rollout start at or after each multiple of ``every`` env steps (after the gradient update of the step
     before, as checkpoints are saved) and once at the end, unless that step was evaluated.
 
-    ``make_env`` builds the evaluation env (never the training env), lazily, when training starts. On resume
+    ``make_env`` builds the evaluation env (never the training env), lazily, when training starts: the plain
+    twin, with a residual learner's heuristic applied by the evaluated policy (``residual``). On resume
     ``resume(step)`` keeps the rows up to the checkpoint's step and the next evaluation follows on from it.
 
     With ``val_days`` > 0 each evaluation also runs ``validation_days`` (columns ``val_*``), and a policy better on
@@ -99,8 +101,10 @@ class HeldOutEvalCallback(BaseCallback):
         n_days: int,
         val_days: int = 0,
         best: Path | None = None,
+        residual: Residual | None = None,
     ):
         super().__init__()
+        self.residual = residual
         if val_days > 0 and best is None:
             raise ValueError("validation days need a folder for the best policy")
         self.make_env, self.every, self.n_days, self.n_val = make_env, every, n_days, val_days
@@ -145,7 +149,7 @@ class HeldOutEvalCallback(BaseCallback):
         """Run the evaluation now, append its row to eval.csv (rewritten atomically) and TensorBoard; keep the
         policy if it is the best on the validation days so far."""
         t0 = time.perf_counter()
-        policy = TrainedPolicy(self.model, "trained", run="")
+        policy = TrainedPolicy(self.model, "trained", run="", residual=self.residual)
         with cheap_inference():
             means = day_means(self.env, policy, self.days)
             val = day_means(self.env, policy, self.val, seed0=VAL_SEED0) if self.val else {}

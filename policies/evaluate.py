@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from policies.heuristics import HEURISTICS, make_heuristic
 from policies.oracle import OracleError, OraclePolicy, OracleSolution
 from policies.policy import EpisodeResult, episode_rates, run_episode, spread
+from policies.residual import Residual, ResidualError, residual_from
 from traces.atomic import write_bytes_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
 
 if TYPE_CHECKING:
@@ -94,17 +95,23 @@ class EvalConfig:
 
 
 class TrainedPolicy:
-    """A trained SB3 agent acting deterministically (torch and SB3 are imported only when one is loaded)."""
+    """A trained SB3 agent acting deterministically (torch and SB3 are imported only when one is loaded); a
+    residual learner's output corrects its base heuristic's action (``policies.residual``)."""
 
-    def __init__(self, model, name: str, run: str, step: int | None = None):
-        self.model, self.name, self.run, self.step = model, name, run, step
+    def __init__(self, model, name: str, run: str, step: int | None = None, residual: Residual | None = None):
+        self.model, self.name, self.run, self.step, self.residual = model, name, run, step, residual
 
     def reset(self, env) -> None:
-        pass
+        if self.residual is not None:
+            self.residual.reset(env)
 
     def act(self, obs, env) -> np.ndarray:
-        action, _ = self.model.predict(obs, deterministic=True)
-        return np.asarray(action, dtype=np.float32)
+        if self.residual is None:
+            action, _ = self.model.predict(obs, deterministic=True)
+            return np.asarray(action, dtype=np.float32)
+        base = self.residual.base_action(obs, env)
+        correction, _ = self.model.predict(self.residual.observation(obs, base), deterministic=True)
+        return self.residual.action(base, correction)
 
 
 def load_trained(path: str | Path, scenario: str | Scenario) -> TrainedPolicy:
@@ -120,18 +127,31 @@ def load_trained(path: str | Path, scenario: str | Scenario) -> TrainedPolicy:
     cfg = run.load_config()
     check_trained_on(path, cfg, scenario)
     try:
-        model_zip, step = run.policy_model()
+        policy = run_policy(run, cfg)
     except RunDirError as exc:
         raise EvaluateError(str(exc)) from None
     chosen = "its policy best on validation days" if run.selects_on_validation() else "its latest checkpoint"
-    print(f"{path.name}: evaluating {chosen}, saved at step {step}", file=sys.stderr)
+    print(f"{path.name}: evaluating {chosen}, saved at step {policy.step}", file=sys.stderr)
+    return policy
+
+
+def run_policy(run, cfg: dict, name: str | None = None) -> TrainedPolicy:
+    """The policy ``run`` (a ``RunDir`` whose config is ``cfg``) is evaluated by: the model of
+    ``RunDir.policy_model`` with the run's residual base, if any, named ``name`` (default ``algo+shaping``).
+    RunDirError when the run has no such model; EvaluateError for a config it cannot load."""
     from policies.agents import ALGOS
 
+    model_zip, step = run.policy_model()
     algo = str(cfg.get("algo"))
     if algo not in ALGOS:
-        raise EvaluateError(f"{path}: unknown algorithm {algo!r} in config.json")
+        raise EvaluateError(f"{run.path}: unknown algorithm {algo!r} in config.json")
+    try:
+        residual = residual_from(cfg)
+    except ResidualError as exc:
+        raise EvaluateError(f"{run.path}: {exc}") from None
     model = ALGOS[algo].load(model_zip, device="cpu", custom_objects={"buffer_size": 1})
-    return TrainedPolicy(model, f"{algo}+{cfg.get('shaping')}", run=path.name, step=step)
+    name = name or f"{algo}+{cfg.get('shaping')}"
+    return TrainedPolicy(model, name, run=run.path.name, step=step, residual=residual)
 
 
 def check_trained_on(path: Path, cfg: dict, scenario: str | Scenario) -> None:

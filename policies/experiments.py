@@ -207,7 +207,7 @@ def plan(studies: Iterable[str], b: Budget, days: tuple[int, ...], day_seeds: tu
                             EvalJob(study, setting, label, seed, spec, days, day_seeds, job, extra)
                         )
             # sensitivity: every setting has the base env; only its bound is needed (for % of oracle)
-            names = ["oracle"] if study in ("sensitivity", "sparsity") else baselines
+            names = ["oracle"] if study == "sensitivity" else baselines
             if study != "convergence":
                 out.evals += [EvalJob(study, setting, n, 0, spec, days, day_seeds) for n in names]
     return out
@@ -262,18 +262,15 @@ def make_policy(job: EvalJob, root: Path) -> tuple[Any, int | None]:
         from policies.heuristics import make_heuristic
 
         return make_heuristic(job.policy), None
-    from policies.agents import ALGOS
-    from policies.evaluate import TrainedPolicy
+    from policies.evaluate import run_policy
     from policies.run_dir import RunDir, RunDirError
 
     run = RunDir(job.train.run_dir(root))
     try:
-        model_zip, step = run.policy_model()
+        policy = run_policy(run, run.load_config(), name=job.policy)
     except RunDirError as exc:
         raise ExperimentError(f"{exc}: train it first") from None
-    algo = job.train.algo_shaping[0]
-    model = ALGOS[algo].load(model_zip, device="cpu", custom_objects={"buffer_size": 1})
-    return TrainedPolicy(model, job.policy, run=run.path.name), step if run.selects_on_validation() else None
+    return policy, policy.step if run.selects_on_validation() else None
 
 
 def episode_row(policy: str, day: str, seed: int, totals: dict, steps: float, quality: float) -> dict:

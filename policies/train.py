@@ -39,6 +39,7 @@ from policies.agents import (
 from policies.delayed import SettlementWrapper
 from policies.eval_callback import HeldOutEvalCallback, held_out_days, is_twin, validation_days
 from policies.policy import episode_rates
+from policies.residual import ResidualEnv, ResidualError, residual_from
 from policies.run_dir import (
     BEST_DIR,
     BUFFER_FILE,
@@ -107,6 +108,11 @@ class Args(AgentConfig):
     val_days: int = 0
     """with --eval-every: also evaluate on this many validation days (training-split days, fresh arrivals) and
     evaluate the run by the policy best on them (<run>/best/) instead of its last; 0: the last policy"""
+    residual: str = ""
+    """learn a correction to this heuristic's action instead of the action itself (policies.residual):
+    production-default | price-greedy | least-loaded; empty: none"""
+    residual_scale: float = 1.0
+    """with --residual: the twin's action is clip(heuristic's + residual_scale * learner's, -1, 1)"""
 
     def agent_config(self) -> AgentConfig:
         return AgentConfig(**{f.name: getattr(self, f.name) for f in fields(AgentConfig)})
@@ -136,6 +142,10 @@ class Args(AgentConfig):
             raise TrainError("--val-days needs --eval-every (validation runs with each evaluation)")
         if self.resume and self.run_dir is None:
             raise TrainError("--resume needs --run-dir (the run to continue)")
+        try:
+            residual_from(asdict(self))
+        except ResidualError as exc:
+            raise TrainError(f"--residual: {exc}") from None
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -220,6 +230,18 @@ def make_env(args: Args) -> tuple[gym.Env, dict[str, str]]:
     except (ScenarioError, OSError, ValueError) as exc:  # the twin's data and card errors are ValueErrors
         raise TrainError(f"scenario {args.scenario!r}: {exc}") from None
     return env, {"scenario.toml": env.unwrapped.scenario.to_toml()}
+
+
+def learner_env(env: gym.Env, args: Args) -> gym.Env:
+    """The env the learner acts in: ``env`` itself, or a residual learner's view of it (``ResidualEnv``)."""
+    residual = residual_from(asdict(args))
+    if residual is None:
+        return env
+    try:
+        return ResidualEnv(env, residual)
+    except ResidualError as exc:
+        env.close()
+        raise TrainError(f"--residual: {exc}") from None
 
 
 def env_record(args: Args) -> dict[str, Any]:
@@ -395,7 +417,9 @@ class ProgressCallback(BaseCallback):
 
 # --- the run -------------------------------------------------------------------------------------------------
 
-FIXED_ON_RESUME = ("algo", "shaping", "scenario", "seed", "env_id", "reward_mode", "settle_every")
+FIXED_ON_RESUME = (
+    "algo", "shaping", "scenario", "seed", "env_id", "reward_mode", "settle_every", "residual", "residual_scale",
+)  # fmt: skip
 
 
 def resolve_args(args: Args, explicit: set[str]) -> tuple[Args, RunDir]:
@@ -439,6 +463,7 @@ def train(args: Args, explicit: set[str] | None = None) -> Path:
     except TrainError:
         env.close()
         raise
+    env = learner_env(env, args)
     cfg = args.agent_config()
     tb = str(run.tensorboard) if args.tensorboard else None
     if ckpt is None:
@@ -470,9 +495,11 @@ def build_callbacks(args: Args, run: RunDir, shaper, log: MetricsLog, state: dic
     ckpt_cb = CheckpointCallback(run, args, shaper, shaper_cb, metrics_cb, keep=args.keep_checkpoints)
     eval_cb = None
     if args.eval_every > 0:  # its own env instance, built from the same args as the training env
+        # the plain twin, as every evaluator runs it: a residual learner's policy applies its heuristic itself
         eval_cb = HeldOutEvalCallback(
-            lambda: make_env(args)[0], run.eval_path, args.eval_every, args.eval_days, args.val_days, run.best
-        )
+            lambda: make_env(args)[0], run.eval_path, args.eval_every, args.eval_days, args.val_days, run.best,
+            residual=residual_from(asdict(args)),
+        )  # fmt: skip
         eval_cb.resume(state["step"])
     # The evaluation before the checkpoint of the same step, so that the checkpoint holds its best policy.
     callbacks: list[BaseCallback] = [c for c in (shaper_cb, metrics_cb, eval_cb, ckpt_cb) if c is not None]

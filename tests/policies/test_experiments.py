@@ -389,6 +389,10 @@ def test_sparsity_trains_the_redistributed_settlements_with_their_own_runs_and_c
     day = experiments.settle_slots(b, "daily")  # the tiny scenario's slots per episode
     assert labels == {f"settle={day}", f"settle={day}+redistribute"}
     assert len(p.train) == 2 * len(b.sparsity_learners) * len(b.seeds)  # the mix makes runs of their own
+    # the bar a learner must clear is in every setting's table: the heuristics beside the oracle bound
+    for setting, *_ in rows:
+        untrained = {e.policy for e in p.evals if e.setting == setting and e.train is None}
+        assert untrained == {"oracle", *experiments.heuristic_names()}
     none = experiments.build_parser().parse_args(["--quick", "--redistributed", "none"])
     assert experiments.resolve_budget(none).redistributed == ()
     # with the mix set for every run, the redistributed settings would repeat the plain ones: left out
