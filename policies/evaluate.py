@@ -429,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", required=True, help="bundled scenario name (tiny, default) or TOML path")
     p.add_argument(
         "--policies",
-        default=f"production-default,price-greedy,least-loaded,{ORACLE}",
+        default=f"production-default,price-greedy,quality-first,least-loaded,{ORACLE}",
         help="comma-separated: heuristic names, 'oracle' (LP bound and its replay), run directories",
     )
     which = p.add_mutually_exclusive_group()

@@ -133,6 +133,19 @@ class PriceGreedy:
         return np.where(u.assets.battery_kwh > 0, setpoint, 0.0)
 
 
+class QualityFirst(PriceGreedy):
+    """Price-greedy's rule without the price in the step count: per site and slot the saturating step count
+    (``SATURATION_SHARE`` of the model's best quality), lowered only as far as the pool needs to serve its offered
+    load; the battery as price-greedy's. Where energy is a small share of what an image earns, cutting steps at
+    high prices saves less than the quality it loses, and this rule is the stronger baseline."""
+
+    name = "quality-first"
+
+    def reset(self, env) -> None:
+        super().reset(env)
+        self.levels[:] = self.levels[:, 2:]  # the low-price (saturating) count at every price
+
+
 class LeastLoaded:
     """Least-loaded transfer at the production setting (30 steps, batteries idle): new jobs of a DC whose
     offered load per capacity exceeds the system's mean by more than BALANCE_SLACK are sent to the DCs below
@@ -173,7 +186,7 @@ class LeastLoaded:
         return shares / np.maximum(shares.sum(axis=1, keepdims=True), 1.0)
 
 
-HEURISTICS = {cls.name: cls for cls in (ProductionDefault, PriceGreedy, LeastLoaded)}
+HEURISTICS = {cls.name: cls for cls in (ProductionDefault, PriceGreedy, QualityFirst, LeastLoaded)}
 
 
 def make_heuristic(name: str):

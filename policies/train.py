@@ -110,7 +110,7 @@ class Args(AgentConfig):
     evaluate the run by the policy best on them (<run>/best/) instead of its last; 0: the last policy"""
     residual: str = ""
     """learn a correction to this heuristic's action instead of the action itself (policies.residual):
-    production-default | price-greedy | least-loaded; empty: none"""
+    a policies.heuristics name (price-greedy, quality-first, ...); empty: none"""
     residual_scale: float = 1.0
     """with --residual: the twin's action is clip(heuristic's + residual_scale * learner's, -1, 1)"""
 

@@ -15,6 +15,7 @@ from policies.heuristics import (
     LeastLoaded,
     PriceGreedy,
     ProductionDefault,
+    QualityFirst,
     make_heuristic,
     min_quality_index,
     nearest_step,
@@ -87,6 +88,24 @@ def test_price_greedy_uses_fewer_steps_when_price_is_high(env):
     for i in np.flatnonzero(policy.arbitrage):
         assert (battery[high[:, i], i] < 0).all() and (battery[low[:, i], i] > 0).all()
     assert np.all(np.abs(battery) <= 1.0)
+
+
+def test_quality_first_is_price_greedy_without_the_price_in_its_step_count(env):
+    day = env.data.days[env.eval_days[2]]
+    greedy, first = PriceGreedy(), QualityFirst()
+    greedy_decs, first_decs = decisions(env, greedy, day), decisions(env, first, day)
+    steps = np.array([d.steps for d in first_decs], dtype=float)
+    saturating = env.step_set[first.levels[:, 2]]
+    assert (first.levels == first.levels[:, 2:]).all()  # one step count whatever the price
+    assert (steps <= saturating[None, :]).all() and (steps == saturating[None, :]).mean() > 0.9
+    high = greedy.price >= greedy.high
+    greedy_steps = np.array([d.steps for d in greedy_decs], dtype=float)
+    assert steps[high].mean() > greedy_steps[high].mean()  # where price-greedy cuts steps, it does not
+    # the battery follows the same price rule as price-greedy's (the arbitrage sites and set points)
+    assert (first.arbitrage == greedy.arbitrage).all()
+    battery = np.array([d.battery for d in first_decs])
+    for i in np.flatnonzero(first.arbitrage):
+        assert (battery[high[:, i], i] < 0).all()
 
 
 def test_least_loaded_moves_new_jobs_from_the_busy_to_the_idle_dc(env):

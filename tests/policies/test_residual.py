@@ -14,7 +14,7 @@ from policies import experiments
 from policies.eval_callback import day_means
 from policies.evaluate import TrainedPolicy, load_trained
 from policies.experiment_env import EnvSpec
-from policies.heuristics import make_heuristic
+from policies.heuristics import HEURISTICS, make_heuristic
 from policies.policy import run_episode
 from policies.residual import Residual, ResidualEnv, ResidualError, residual_from
 from policies.train import main
@@ -98,8 +98,10 @@ def test_bad_residual_settings_are_one_line_errors(tmp_path, capsys):
         ResidualEnv(gym.make("Pendulum-v1"), Residual("price-greedy", 1.0))
     base = ["--no-progress", "--no-tensorboard", "--run-dir"]
     assert main(["--residual", "greedy", *base, str(tmp_path / "a")]) == 2
-    assert capsys.readouterr().err.strip() == (
-        "error: --residual: unknown residual base 'greedy' (known: production-default, price-greedy, least-loaded)"
+    known = ", ".join(HEURISTICS)
+    assert (
+        capsys.readouterr().err.strip()
+        == f"error: --residual: unknown residual base 'greedy' (known: {known})"
     )
     assert main(["--residual", "price-greedy", "--residual-scale", "-1", *base, str(tmp_path / "b")]) == 2
     assert "residual scale must be > 0" in capsys.readouterr().err
