@@ -513,6 +513,7 @@ def found_by_setting(t: pd.DataFrame, label: str) -> list[str]:
         line = f"{setting}: {', '.join(parts)}"
         present = set(t[t.setting == setting].policy)
         versus = [f"{p} vs {PLAIN}: {compare(t, p, PLAIN, setting)}" for p in others_than_plain(present)]
+        versus += versus_heuristic(t, setting)
         if versus:
             line += f" ({'; '.join(versus)})"
         lines.append(line)
@@ -602,6 +603,19 @@ def curve_area_comparison(curves: pd.DataFrame, cur: str) -> list[str]:
     head = (f"**Area under the learning curve** (a seed's mean held-out utility over its evaluations after step 0, "
             f"{cur}/day), paired by seed: ")  # fmt: skip
     return [head + "; ".join(parts) + "."]
+
+
+def versus_heuristic(t: pd.DataFrame, setting: str) -> list[str]:
+    """Each learner against the setting's best heuristic, in points of the oracle bound: the heuristic is
+    deterministic (one run on the same days and arrivals), so the interval is over the learner's seeds."""
+    h = best_heuristic(t, setting)
+    rows = t[t.setting == setting]
+    learners = [p for p in ordered(rows.policy) if p in LEARNER_ORDER]
+    if h is None or not learners:
+        return []
+    base = pct(t, h, setting)
+    parts = [f"{p} {paired_text(per_seed(t, p, setting, 'utility_pct_of_bound') - base)}" for p in learners]
+    return [f"learner − {h} (the best heuristic, {fmt(base)}%), points: " + ", ".join(parts)]
 
 
 def found_sparsity(t: pd.DataFrame, curves: pd.DataFrame, cur: str) -> list[str]:

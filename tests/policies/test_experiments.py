@@ -295,6 +295,23 @@ def test_a_page_without_the_diffusion_learner_compares_the_one_it_ran_with_sac()
     )
 
 
+def test_learners_are_compared_with_the_best_heuristic_over_their_seeds():
+    table = pd.DataFrame(
+        {"setting": "s", "policy": ["sac"] * 3 + ["price-greedy", "production-default", "oracle"], "seed": [0, 1, 2, 0, 0, 0],
+         "utility": [1.0, 2.0, 3.0, 2.5, 1.0, 3.0], "utility_pct_of_bound": [95.0, 97.0, 99.0, 96.0, 80.0, 100.0]}
+    )  # fmt: skip
+    [text] = report.versus_heuristic(table, "s")
+    # sac's seeds minus the best heuristic's single run: -1, +1, +3 points, mean +1 (t interval over 3 seeds)
+    assert text.startswith(
+        "learner − price-greedy (the best heuristic, 96.00%), points: sac 1.00 (95% CI -3.97 to 5.97, p = 0.478"
+    )
+    assert text in report.found_by_setting(table, "Sparsity")[0]
+    assert report.versus_heuristic(table[table.policy != "price-greedy"], "s")[0].startswith(
+        "learner − production-default"
+    )
+    assert report.versus_heuristic(table[table.policy.isin(["sac", "oracle"])], "s") == []
+
+
 def test_unknown_study_is_a_one_line_error(capsys):
     assert experiments.main(["--quick", "--only", "bogus"]) == 2
     err = capsys.readouterr().err.strip()
