@@ -109,8 +109,8 @@ class TrainedPolicy:
         if self.residual is None:
             action, _ = self.model.predict(obs, deterministic=True)
             return np.asarray(action, dtype=np.float32)
-        base = self.residual.base_action(obs, env)
-        correction, _ = self.model.predict(self.residual.observation(obs, base), deterministic=True)
+        base, seen = self.residual.view(obs, env)
+        correction, _ = self.model.predict(seen, deterministic=True)
         return self.residual.action(base, correction)
 
 
@@ -137,7 +137,8 @@ def load_trained(path: str | Path, scenario: str | Scenario) -> TrainedPolicy:
 
 def run_policy(run, cfg: dict, name: str | None = None) -> TrainedPolicy:
     """The policy ``run`` (a ``RunDir`` whose config is ``cfg``) is evaluated by: the model of
-    ``RunDir.policy_model`` with the run's residual base, if any, named ``name`` (default ``algo+shaping``).
+    ``RunDir.policy_model`` with the run's residual base, if any, named ``name`` (default ``algo+shaping``, and
+    ``algo+shaping@base`` for a residual run, e.g. ``sac+none@price-greedy``, so it never merges with a plain run).
     RunDirError when the run has no such model; EvaluateError for a config it cannot load."""
     from policies.agents import ALGOS
 
@@ -150,7 +151,8 @@ def run_policy(run, cfg: dict, name: str | None = None) -> TrainedPolicy:
     except ResidualError as exc:
         raise EvaluateError(f"{run.path}: {exc}") from None
     model = ALGOS[algo].load(model_zip, device="cpu", custom_objects={"buffer_size": 1})
-    name = name or f"{algo}+{cfg.get('shaping')}"
+    if name is None:
+        name = f"{algo}+{cfg.get('shaping')}" + (f"@{residual.base_name}" if residual else "")
     return TrainedPolicy(model, name, run=run.path.name, step=step, residual=residual)
 
 

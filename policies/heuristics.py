@@ -1,5 +1,6 @@
 """Rule-based schedulers for the twin, the baselines the learned agents must beat: the production default,
-a price-aware greedy rule and least-loaded transfer. Torch-free; actions only through ``encode_action``."""
+a price-aware greedy rule, the same rule without the price in its step count (quality-first) and least-loaded
+transfer. Torch-free; actions only through ``encode_action``."""
 
 from __future__ import annotations
 
@@ -137,7 +138,7 @@ class QualityFirst(PriceGreedy):
     """Price-greedy's rule without the price in the step count: per site and slot the saturating step count
     (``SATURATION_SHARE`` of the model's best quality), lowered only as far as the pool needs to serve its offered
     load; the battery as price-greedy's. Where energy is a small share of what an image earns, cutting steps at
-    high prices saves less than the quality it loses, and this rule is the stronger baseline."""
+    high prices can save less than the quality it loses, and then this rule is the stronger baseline."""
 
     name = "quality-first"
 

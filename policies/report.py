@@ -724,8 +724,8 @@ def budget_text(cfg: dict, studies=STUDIES) -> str:
         f"{', '.join(map(str, b.get('seeds', [])))}, {len(cfg.get('eval_days', []))} held-out days with fixed "
         f"arrival seeds. Shaper: {', '.join(f'{SHAPER_KNOBS[k]} = {v:g}' for k, v in shaper.items())}. "
         + "; ".join(c[0].upper() + c[1:] if k == 0 else c for k, c in enumerate(chosen))
-        + ". The oracle bound is evaluated in every setting, the heuristics where a study's table lists them (all "
-        "but sensitivity; pages made before 2026-12-05 have none in sparsity either). `--full` (scenario `default`, see `policies/experiment_settings.py`) is estimated at "
+        + ". The oracle bound is evaluated in every setting, the heuristics where a study's table lists them "
+        "(every study but sensitivity, and sparsity on older pages). `--full` (scenario `default`, see `policies/experiment_settings.py`) is estimated at "
         f"{fmt(cfg.get('full_estimate_h', float('nan')))} h of training on 2 CPU cores (measured seconds per step x "
         "steps / 2 workers)." + mix_text(train)
     )

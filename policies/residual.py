@@ -1,12 +1,13 @@
 """Residual learning on a heuristic: the learner does not choose the twin's action, it corrects a base policy's.
 
 Each slot the base heuristic (``policies.heuristics``) proposes its action b; the learner sees the observation
-with b appended and outputs r in [-1, 1]^d; the twin gets clip(b + scale * r, -1, 1). An untrained actor, whose
-mean output is near 0, therefore acts much like the heuristic from the first step, and learning only has to find
-what the heuristic misses (Silver et al. 2018, "Residual Policy Learning"; Johannink et al. 2019). ``Residual``
-is the one place that does this: ``ResidualEnv`` wraps the training env with it, and
-``policies.evaluate.TrainedPolicy`` applies it when a residual run is evaluated on the plain twin (as every
-other policy is)."""
+with b appended and outputs r in [-1, 1]^d; the twin gets clip(b + scale * r, -1, 1). The deterministic policy of
+an untrained actor, whose mean output is near 0, therefore acts much like the heuristic, and learning only has to
+find what the heuristic misses (Silver et al. 2018, "Residual Policy Learning"; Johannink et al. 2019). Training
+still explores as SAC does (uniform corrections before ``learning_starts``, then a wide Gaussian), so at scale 1
+the actions tried early span most of the box. ``Residual`` is the one place that does this: ``ResidualEnv`` wraps
+the training env with it, and ``policies.evaluate.TrainedPolicy`` applies it when a residual run is evaluated on
+the plain twin (as every other policy is)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ import numpy as np
 from gymnasium import spaces
 
 from policies.heuristics import HEURISTICS, make_heuristic
+
+#: The default scale of the learner's correction (``policies.train``'s ``--residual-scale``).
+RESIDUAL_SCALE = 1.0
 
 
 class ResidualError(ValueError):
@@ -38,14 +42,14 @@ class Residual:
     def reset(self, env) -> None:
         self.base.reset(env)
 
-    def base_action(self, obs: np.ndarray, env) -> np.ndarray:
-        """The heuristic's action for this slot (call once per slot: it may count slots)."""
-        return np.asarray(self.base.act(obs, env), dtype=np.float32)
-
-    @staticmethod
-    def observation(obs: np.ndarray, base_action: np.ndarray) -> np.ndarray:
-        """What the learner sees: the twin's observation with the heuristic's action appended."""
-        return np.concatenate([np.asarray(obs, dtype=np.float32).reshape(-1), base_action]).astype(np.float32)
+    def view(self, obs: np.ndarray, env) -> tuple[np.ndarray, np.ndarray]:
+        """The heuristic's action for this slot and what the learner sees: the twin's observation with that
+        action appended. Call it once per observation: a heuristic may count slots (price-greedy does). The
+        training env also calls it on the observation after the day's last slot (the learner's next state),
+        which the heuristics answer as for the last slot."""
+        base = np.asarray(self.base.act(obs, env), dtype=np.float32)
+        seen = np.concatenate([np.asarray(obs, dtype=np.float32).reshape(-1), base]).astype(np.float32)
+        return base, seen
 
     def action(self, base_action: np.ndarray, residual: np.ndarray) -> np.ndarray:
         """The twin's action: the heuristic's plus the scaled correction, clipped to the action box."""
@@ -64,7 +68,7 @@ def residual_from(config: dict[str, Any]) -> Residual | None:
     """The residual of a run's settings (``policies.train.Args`` as a dict, e.g. a run's config.json); None
     when it has none (runs made before the setting existed included)."""
     base = config.get("residual") or ""
-    return Residual(base, float(config.get("residual_scale", 1.0))) if base else None
+    return Residual(base, float(config.get("residual_scale", RESIDUAL_SCALE))) if base else None
 
 
 def check_twin(env: gym.Env) -> None:
@@ -87,8 +91,8 @@ class ResidualEnv(gym.Wrapper):
         self._base: np.ndarray | None = None
 
     def _see(self, obs: np.ndarray) -> np.ndarray:
-        self._base = self.residual.base_action(obs, self.env)
-        return self.residual.observation(obs, self._base)
+        self._base, seen = self.residual.view(obs, self.env)
+        return seen
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)

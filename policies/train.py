@@ -39,7 +39,7 @@ from policies.agents import (
 from policies.delayed import SettlementWrapper
 from policies.eval_callback import HeldOutEvalCallback, held_out_days, is_twin, validation_days
 from policies.policy import episode_rates
-from policies.residual import ResidualEnv, ResidualError, residual_from
+from policies.residual import RESIDUAL_SCALE, ResidualEnv, ResidualError, residual_from
 from policies.run_dir import (
     BEST_DIR,
     BUFFER_FILE,
@@ -111,7 +111,7 @@ class Args(AgentConfig):
     residual: str = ""
     """learn a correction to this heuristic's action instead of the action itself (policies.residual):
     a policies.heuristics name (price-greedy, quality-first, ...); empty: none"""
-    residual_scale: float = 1.0
+    residual_scale: float = RESIDUAL_SCALE
     """with --residual: the twin's action is clip(heuristic's + residual_scale * learner's, -1, 1)"""
 
     def agent_config(self) -> AgentConfig:
@@ -146,6 +146,8 @@ class Args(AgentConfig):
             residual_from(asdict(self))
         except ResidualError as exc:
             raise TrainError(f"--residual: {exc}") from None
+        if not self.residual and self.residual_scale != RESIDUAL_SCALE:
+            raise TrainError("--residual-scale needs --residual (the heuristic it scales corrections to)")
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -438,10 +440,12 @@ def resolve_args(args: Args, explicit: set[str]) -> tuple[Args, RunDir]:
         saved = run.load_config()
     except RunDirError as exc:
         raise TrainError(f"cannot resume: {exc}") from None
-    for name in FIXED_ON_RESUME:
-        if name in explicit and getattr(args, name) != saved.get(name):
+    defaults = {f.name: f.default for f in fields(Args)}
+    for name in FIXED_ON_RESUME:  # a run saved before a setting existed had its default
+        if name in explicit and getattr(args, name) != saved.get(name, defaults[name]):
             raise TrainError(
-                f"cannot resume with --{name.replace('_', '-')}={getattr(args, name)}: the run used {saved.get(name)}"
+                f"cannot resume with --{name.replace('_', '-')}={getattr(args, name)}: the run used "
+                f"{saved.get(name, defaults[name])}"
             )
     keep = {"total_steps", "resume", "run_dir", "progress", "threads"}
     merged = {**{k: v for k, v in saved.items() if k in {f.name for f in fields(Args)}}}

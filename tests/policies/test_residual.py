@@ -4,6 +4,7 @@ clipped, the training env's view and the evaluated policy act alike, and bad set
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import gymnasium as gym
 import numpy as np
@@ -17,7 +18,7 @@ from policies.experiment_env import EnvSpec
 from policies.heuristics import HEURISTICS, make_heuristic
 from policies.policy import run_episode
 from policies.residual import Residual, ResidualEnv, ResidualError, residual_from
-from policies.train import main
+from policies.train import Args, TrainError, main, resolve_args
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -108,6 +109,11 @@ def test_bad_residual_settings_are_one_line_errors(tmp_path, capsys):
     assert main(["--env-id", "Pendulum-v1", "--residual", "price-greedy", *base, str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --residual: a residual learner needs the twin") and err.count("\n") == 1
+    assert main(["--residual-scale", "0.5", *base, str(tmp_path / "d")]) == 2
+    assert (
+        capsys.readouterr().err
+        == "error: --residual-scale needs --residual (the heuristic it scales corrections to)\n"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +133,7 @@ def test_a_residual_run_is_evaluated_with_its_heuristic(residual_run):
     cfg = json.loads((run / "config.json").read_text())
     assert (cfg["residual"], cfg["residual_scale"]) == ("price-greedy", 0.5)
     policy = load_trained(run, "tiny")
+    assert policy.name == "sac+none@price-greedy"  # never merged with a plain sac+none run in one table
     assert policy.residual is not None and policy.residual.base_name == "price-greedy"
     assert policy.residual.scale == 0.5
     env = tiny()
@@ -153,3 +160,19 @@ def test_a_residual_run_resumes_only_as_itself(residual_run, capsys):
     assert "cannot resume with --residual-scale=1.0: the run used 0.5" in capsys.readouterr().err
     assert main([*args, "--resume", "--total-steps", "180"]) == 0
     assert pd.read_csv(run / "eval.csv")["step"].tolist() == [0, 60, 120, 180]
+
+
+def test_a_run_saved_before_the_setting_resumes_with_its_default(tmp_path):
+    run = tmp_path / "old"
+    run.mkdir()
+    saved = asdict(Args(scenario="tiny", shaping="none", run_dir=str(run)))
+    del saved["residual"], saved["residual_scale"]
+    (run / "config.json").write_text(json.dumps(saved))
+    args, _ = resolve_args(
+        Args(scenario="tiny", run_dir=str(run), resume=True, residual_scale=1.0), {"residual_scale"}
+    )
+    assert (args.residual, args.residual_scale, args.shaping) == ("", 1.0, "none")
+    with pytest.raises(TrainError, match=r"cannot resume with --residual=price-greedy: the run used $"):
+        resolve_args(
+            Args(scenario="tiny", run_dir=str(run), resume=True, residual="price-greedy"), {"residual"}
+        )
