@@ -1,5 +1,6 @@
-"""Twin variants for the experiments: scaled price volatility, other model mixes across ASPs and the paper's
-ablations (no transfer, fixed 30 steps, no renewables, no battery), built from a scenario without editing it."""
+"""Twin variants for the experiments: scaled price volatility, a price level (energy weighing more), other model
+mixes across ASPs and the paper's ablations (no transfer, fixed 30 steps, no renewables, no battery), built from a
+scenario without editing it."""
 
 from __future__ import annotations
 
@@ -35,12 +36,15 @@ class EnvSpec:
     no_renewables: bool = False
     no_battery: bool = False
     settlement_slots: int | None = None  # None: the scenario's own settlement period
+    price_level: float = 1.0  # every price x this (the scenario's prices.level, applied on top of it)
 
     def to_dict(self) -> dict:
-        """The fields; an unset settlement period is left out, so keys of runs made before it existed hold."""
+        """The fields; fields added later are left out at their default, so keys of runs made before hold."""
         out = dataclasses.asdict(self)
         if out["settlement_slots"] is None:
             del out["settlement_slots"]
+        if out["price_level"] == 1.0:
+            del out["price_level"]
         return out
 
     def scenario_only(self) -> bool:
@@ -96,10 +100,12 @@ def resized(sc: Scenario) -> Scenario:
 
 
 def build_scenario(spec: EnvSpec) -> Scenario:
-    """The base scenario with the spec's model mix, renewables and battery changes and reward mode applied."""
+    """The base scenario with the spec's model mix, renewables and battery changes, price level and reward mode
+    applied."""
     base = load_scenario(spec.scenario)
     data = base.to_dict()
     data["scenario"]["reward_mode"] = spec.reward_mode
+    data["prices"]["level"] *= spec.price_level
     if spec.settlement_slots is not None:
         data["scenario"]["settlement_slots"] = spec.settlement_slots
     dcs = mixed_models(data["datacenter"], spec.mix)

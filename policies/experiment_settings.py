@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-#: The six studies of issue 7, then the investigation of why shaping helps or not: settlement sparsity.
-STUDIES = ("convergence", "outcome", "prices", "models", "ablations", "sensitivity", "sparsity")
+#: The six studies of issue 7, then two investigations: why shaping helps or not (settlement sparsity), and a
+#: twin where energy weighs more against image revenue (every price times a level: energy).
+STUDIES = ("convergence", "outcome", "prices", "models", "ablations", "sensitivity", "sparsity", "energy")
 
 #: Every learner a study can train: label -> (algorithm, shaping). The first four are the paper's convergence
 #: comparison (the budgets' default); sac+perfect is a diagnostic (policies/shapers/perfect.py), run on request.
@@ -37,6 +38,7 @@ BASE_SETTINGS = {
     "models": "heterogeneous",
     "ablations": "full",
     "sparsity": "settle=scenario",
+    "energy": "level=1",
 }
 
 
@@ -65,6 +67,11 @@ class Budget:
     # sparsity: settlements also trained with reward_mix=redistribute (each settled amount spread over its slots)
     redistributed: tuple[str, ...] = ("daily",)
     sparsity_learners: tuple[str, ...] = (MAIN, PLAIN)
+    # energy: every price times a level (assumed stress test, twin.scenario.Prices); the oracle and the heuristics
+    # at every level, the learners trained (and evaluated) at the levels in trained_levels
+    price_levels: tuple[float, ...] = (1.0, 10.0, 30.0, 100.0)
+    trained_levels: tuple[float, ...] = (1.0, 10.0, 30.0, 100.0)
+    energy_learners: tuple[str, ...] = (MAIN, PLAIN)
     s_per_step: float = 0.05  # measured wall seconds per training step of one run (see QUICK and FULL)
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,6 +106,8 @@ QUICK = Budget(
     shaper_steps=(3, 5, 7),
     latent=(64, 128),
     eta=(0.2, 0.4),
+    price_levels=(1.0, 10.0, 30.0),
+    trained_levels=(1.0, 30.0),  # level 1 is the outcome study's runs again
     # measured: the first --quick run here, 32 runs x 3000 steps took 50.1 min summed (2 cores shared with
     # other work, load average 3-7); on an idle 2-core machine expect about half the wall time.
     s_per_step=0.031,

@@ -144,6 +144,10 @@ def study_settings(study: str, b: Budget, base: EnvSpec) -> list[tuple[str, EnvS
         rows += [(f"M={m}", base, "base", {"latent": m}) for m in b.latent]
         rows += [(f"eta={e:g}", base, "base", {"eta": e}) for e in b.eta]
         return rows
+    if study == "energy":  # trained in the variant: what is worth doing changes with the level
+        return [
+            (f"level={k:g}", dataclasses.replace(base, price_level=k), "same", {}) for k in b.price_levels
+        ]
     if study == "sparsity":
 
         def settled(s: str) -> EnvSpec:
@@ -169,10 +173,20 @@ def settle_slots(b: Budget, name: str) -> int | None:
 
 
 #: The ``Budget`` fields holding a study's learners (``--learners`` sets them all).
-LEARNER_FIELDS = ("learners", "price_learners", "model_learners", "ablation_learners", "sparsity_learners")
+LEARNER_FIELDS = (
+    "learners",
+    "price_learners",
+    "model_learners",
+    "ablation_learners",
+    "sparsity_learners",
+    "energy_learners",
+)
 
 
-def study_learners(study: str, b: Budget) -> tuple[str, ...]:
+def study_learners(study: str, b: Budget, spec: EnvSpec | None = None) -> tuple[str, ...]:
+    """The learners ``study`` trains (in the setting of ``spec``: the energy study trains only at some levels)."""
+    if study == "energy" and spec is not None and spec.price_level not in b.trained_levels:
+        return ()
     return {
         "convergence": b.learners,
         "outcome": b.learners,
@@ -181,10 +195,11 @@ def study_learners(study: str, b: Budget) -> tuple[str, ...]:
         "ablations": b.ablation_learners,
         "sensitivity": (MAIN,),
         "sparsity": b.sparsity_learners,
+        "energy": b.energy_learners,
     }[study]
 
 
-CURVE_STUDIES = ("convergence", "models", "ablations", "sensitivity", "sparsity")
+CURVE_STUDIES = ("convergence", "models", "ablations", "sensitivity", "sparsity", "energy")
 
 
 def plan(studies: Iterable[str], b: Budget, days: tuple[int, ...], day_seeds: tuple[int, ...]) -> Plan:
@@ -195,7 +210,7 @@ def plan(studies: Iterable[str], b: Budget, days: tuple[int, ...], day_seeds: tu
     for study in studies:
         for setting, spec, train_env, over in study_settings(study, b, base):
             tspec = base if train_env == "base" else spec
-            for label in study_learners(study, b):
+            for label in study_learners(study, b, spec):
                 for seed in b.seeds:
                     job = train_job(b, label, seed, tspec, **over)
                     out.train[job.key()] = job
@@ -455,6 +470,8 @@ def setting_of(job: TrainJob) -> str:
         parts.append(f"fixed-{s.fixed_steps}-steps")
     if s.settlement_slots:
         parts.append(f"settle={s.settlement_slots}")
+    if s.price_level != 1.0:
+        parts.append(f"level={s.price_level:g}")
     if dict(job.train).get("reward_mix") == REDISTRIBUTE:
         parts.append(REDISTRIBUTE)
     return "+".join(parts) or "base"
@@ -620,6 +637,17 @@ def parse_settlements(text: str) -> tuple[str, ...]:
     return names
 
 
+def parse_levels(text: str, flag: str) -> tuple[float, ...]:
+    """Comma-separated positive price levels (``--price-levels 1,10,30``), in the order given."""
+    try:
+        levels = tuple(dict.fromkeys(float(x) for x in text.split(",") if x.strip()))
+    except ValueError:
+        levels = ()
+    if not levels or not all(np.isfinite(k) and k > 0 for k in levels):
+        raise ExperimentError(f"{flag} {text!r}: expected comma-separated positive numbers, e.g. 1,10,30")
+    return levels
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m policies.experiments", description=" ".join(__doc__.split("\n\n")[0].split())
@@ -658,6 +686,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--redistributed",
         help="sparsity study: settlement periods (as --settlements) also trained with reward_mix=redistribute, "
         "instead of the budget's (daily); none for none",
+    )
+    ap.add_argument(
+        "--price-levels",
+        help="energy study: comma-separated price levels (every price times the level) for the oracle and the "
+        "heuristics instead of the budget's",
+    )
+    ap.add_argument(
+        "--trained-levels",
+        help="energy study: the price levels at which the learners are trained, a subset of the price levels, "
+        "instead of the budget's (none for none)",
     )
     ap.add_argument(
         "--learners",
@@ -731,6 +769,16 @@ def resolve_budget(ns: argparse.Namespace) -> Budget:
     if ns.redistributed is not None:
         none = ns.redistributed.strip() == "none"
         b = dataclasses.replace(b, redistributed=() if none else parse_settlements(ns.redistributed))
+    if ns.price_levels is not None:
+        b = dataclasses.replace(b, price_levels=parse_levels(ns.price_levels, "--price-levels"))
+    if ns.trained_levels is not None:
+        none = ns.trained_levels.strip() == "none"
+        b = dataclasses.replace(
+            b, trained_levels=() if none else parse_levels(ns.trained_levels, "--trained-levels")
+        )
+    if not set(b.trained_levels) <= set(b.price_levels):
+        extra = ", ".join(f"{k:g}" for k in b.trained_levels if k not in b.price_levels)
+        raise ExperimentError(f"trained level(s) {extra} not among the price levels {list(b.price_levels)}")
     if ns.learners is not None:
         chosen = parse_names(ns.learners, LEARNERS, "learner")
         b = dataclasses.replace(b, **dict.fromkeys(LEARNER_FIELDS, chosen))

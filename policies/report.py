@@ -273,23 +273,46 @@ def outcome_figure(table: pd.DataFrame, path: Path, config: dict, title: str) ->
     save_figure(fig, path)
 
 
+def by_factor(ax, table: pd.DataFrame, prefix: str, column: str, skip: tuple[str, ...] = ("oracle",)) -> None:
+    """One line per policy: ``column``'s mean and 95% CI over seeds against the number in the setting's name
+    (``k=0.5`` with prefix ``k=``); a policy run at only some of the settings is drawn where it ran."""
+    t = table.assign(k=table.setting.str.removeprefix(prefix).astype(float))
+    for policy in ordered(t.policy):
+        if policy in skip:
+            continue
+        g = [(k, *mean_ci(t[(t.policy == policy) & (t.k == k)][column])) for k in sorted(t.k.unique())]
+        g = [(k, m, h) for k, m, h, n in g if n > 0]
+        ks, ms, hs = zip(*g, strict=True)
+        ax.errorbar(ks, ms, yerr=np.nan_to_num(hs), label=policy, marker="o", capsize=3)
+    ax.grid(alpha=0.3)
+
+
 def prices_figure(table: pd.DataFrame, path: Path, config: dict) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
-    t = table.assign(k=table.setting.str.removeprefix("k=").astype(float))
-    for policy in ordered(t.policy):
-        if policy == "oracle":
-            continue
-        g = [
-            (k, *mean_ci(t[(t.policy == policy) & (t.k == k)].utility_pct_of_bound))
-            for k in sorted(t.k.unique())
-        ]
-        ks, ms, hs = zip(*[(k, m, h) for k, m, h, _ in g], strict=True)
-        ax.errorbar(ks, ms, yerr=np.nan_to_num(hs), label=policy, marker="o", capsize=3)
+    by_factor(ax, table, "k=", "utility_pct_of_bound")
     ax.set_xlabel("price volatility factor k  (p' = mean + k (p - mean))")
     ax.set_ylabel("utility, % of oracle bound")
     ax.set_title(f"Price fluctuation ({config.get('scenario')})")
     ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    save_figure(fig, path)
+
+
+def energy_figure(table: pd.DataFrame, path: Path, config: dict) -> None:
+    """Utility as % of the oracle bound, and energy cost as % of revenue, against the price level."""
+    t = table.assign(energy_share=100 * table.energy_cost / table.revenue)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+    by_factor(axes[0], t, "level=", "utility_pct_of_bound")
+    by_factor(axes[1], t, "level=", "energy_share", skip=())
+    axes[0].set_ylabel("utility, % of oracle bound")
+    axes[1].set_ylabel("net energy cost, % of revenue")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("price level (every electricity price x level)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(
+        f"Energy weighing more ({config.get('scenario')}, {len(config.get('eval_days', []))} held-out days; "
+        "mean over seeds, 95% CI)"
+    )
     save_figure(fig, path)
 
 
@@ -319,9 +342,9 @@ def study_figures(
     if study == "convergence" and not curves.empty:
         convergence_figure(curves, folder / "convergence.png", config)
         made.append(folder / "convergence.png")
-    if study == "sparsity" and not curves.empty:
-        convergence_figure(curves, folder / "sparsity_curves.png", config, by_setting=True)
-        made.append(folder / "sparsity_curves.png")
+    if study in ("sparsity", "energy") and not curves.empty:
+        convergence_figure(curves, folder / f"{study}_curves.png", config, by_setting=True)
+        made.append(folder / f"{study}_curves.png")
     if not curves.empty and selection_figure(curves, folder / f"{study}_selection.png", config):
         made.append(folder / f"{study}_selection.png")
     if table.empty or study == "convergence":
@@ -329,6 +352,8 @@ def study_figures(
     path = folder / f"{study}.png"
     if study == "prices":
         prices_figure(table, path, config)
+    elif study == "energy":
+        energy_figure(table, path, config)
     elif study == "sensitivity":
         sensitivity_figure(table, path, config)
     else:
@@ -623,6 +648,21 @@ def found_sparsity(t: pd.DataFrame, curves: pd.DataFrame, cur: str) -> list[str]
     return found_by_setting(t, label) + curve_course(curves, cur)
 
 
+def found_energy(t: pd.DataFrame, curves: pd.DataFrame, cur: str) -> list[str]:
+    """The by-setting findings, where each policy's money goes (net energy cost as % of revenue) per level, and
+    the learning curves."""
+    shares = []
+    for setting in dict.fromkeys(t.setting):
+        g = t[t.setting == setting].groupby("policy", sort=False)[["energy_cost", "revenue"]].mean()
+        parts = [f"{p} {fmt(100 * g.energy_cost[p] / g.revenue[p])}%" for p in ordered(g.index)]
+        shares.append(f"{setting}: {', '.join(parts)}")
+    return [
+        *found_by_setting(t, "Energy weighing more (every electricity price x level)"),
+        f"**Net energy cost as % of revenue** (means over the held-out days and seeds): {'; '.join(shares)}.",
+        *curve_course(curves, cur),
+    ]
+
+
 def found_selection(t: pd.DataFrame) -> list[str]:
     """The steps whose policies runs that select on validation days chose (``policy_step``), per setting and
     learner, seed by seed."""
@@ -649,6 +689,7 @@ def findings(loaded: dict[str, tuple[pd.DataFrame, dict]], folder: Path) -> list
         "ablations": found_ablations,
         "sensitivity": found_sensitivity,
         "sparsity": lambda t: found_sparsity(t, load_curves(folder, "sparsity"), cur),
+        "energy": lambda t: found_energy(t, load_curves(folder, "energy"), cur),
     }
     for study, (table, _) in loaded.items():
         out += handlers[study](table) + found_selection(table)
@@ -712,6 +753,9 @@ def budget_text(cfg: dict, studies=STUDIES) -> str:
             if b.get("redistributed")
             else ""
         ),
+        "energy": f"price levels {', '.join(f'{k:g}' for k in b.get('price_levels', []))} for the oracle and the "
+        f"heuristics, {', '.join(b.get('energy_learners', []))} trained at levels "
+        f"{', '.join(f'{k:g}' for k in b.get('trained_levels', [])) or 'none'}",
     }
     chosen = [
         text
@@ -765,6 +809,7 @@ TITLES = {
     "ablations": "5. Ablations",
     "sensitivity": "6. Shaper sensitivity",
     "sparsity": "7. Investigation: how sparse the reward is",
+    "energy": "8. Investigation: energy weighing more",
 }
 
 
@@ -785,6 +830,9 @@ NOTES = {
     "sensitivity": "One shaper setting changed at a time from W = 5, M = 128, eta = 0.4; held-out days.",
     "sparsity": "Learners trained with the reward settled every slot period named (the scenario's own, or "
     "once a day), evaluated on the held-out days; the oracle column is the same bound.",
+    "energy": "Every electricity price (grid import, export, the battery's end-of-day settlement) times the level: an "
+    "assumed stress test in which energy weighs that many times more against image revenue (level 1 is the "
+    "scenario). Learners trained and evaluated at the same level; the observation divides the level out.",
 }
 
 
@@ -836,7 +884,7 @@ def update_readme(readme: Path, out: Path) -> Path:
 
 INDEX_START, INDEX_END = "<!-- studies:start -->", "<!-- studies:end -->"
 #: Studies whose held-out outcome (% of the oracle bound) the index shows, one row per setting.
-INDEX_STUDIES = ("outcome", "sparsity", "ablations", "prices", "models")
+INDEX_STUDIES = ("outcome", "sparsity", "ablations", "prices", "models", "energy")
 #: Settings that change what is evaluated, not what is trained: not shown as a page's overrides.
 EVAL_ONLY = ("eval_every", "eval_days", "checkpoint_every")
 

@@ -193,7 +193,8 @@ class AIGCTwinEnv(gym.Env):
         price = d.price[day]
         pue = energy.pue(self.assets, d.temperature_c[day])
         per_hour = max(round(3600 / self.slot_s), 1)
-        scaled = price / self.scenario.price_scale
+        # per price_scale of the series itself: a scenario's price level changes the money, not what the policy sees
+        scaled = price / (self.scenario.price_scale * self.scenario.prices.level)
         ren = (d.pv_kw[day] + d.wind_kw[day]) / np.maximum(self.it_peak_kw, 1e-9)
         # The exogenous part of every observation of the day, (T, N, 5) in _OBS_STATIC order, computed once.
         static = np.stack(

@@ -191,13 +191,17 @@ def _build_cached(calendar, prices, workload, dcs, slot_s: int) -> ExogenousData
     return ExogenousData(
         days=scenario_days,
         slot_s=slot_s,
-        price=_on_grid(price, index, "price").reshape(shape),
+        price=prices.level * _on_grid(price, index, "price").reshape(shape),
         pv_kw=grid["pv_kw"].reshape(shape),
         wind_kw=grid["wind_kw"].reshape(shape),
         temperature_c=grid["temp_air_c"].reshape(shape),
         arrivals=arrivals,
         provenance={
-            "price": {"source": price.attrs.get("source"), "derivation": price.attrs.get("derivation")},
+            "price": {
+                "source": price.attrs.get("source"),
+                "derivation": price.attrs.get("derivation"),
+                "level": prices.level,  # every price multiplied by it (scenario prices.level)
+            },
             "renewables": {
                 d.name: f"traces.renewables.site_renewables({d.weather!r}, {d.pv_kw}, {d.wind_kw})"
                 for d in dcs

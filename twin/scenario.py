@@ -102,10 +102,13 @@ class Calendar:
 
 @dataclass(frozen=True)
 class Prices:
-    """Which electricity price series the sites use (``traces.prices.site_prices``)."""
+    """Which electricity price series the sites use (``traces.prices.site_prices``), and a level that multiplies
+    every price (grid import, export, battery settlement): 1 is the series itself; above 1 a stress test in which
+    energy weighs ``level`` times more against what an image earns."""
 
     source: str
     per_site_timezone: bool
+    level: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -193,6 +196,7 @@ _CALENDAR = {
 _PRICES = {
     "source": _spec(str, "nl-day-ahead"),
     "per_site_timezone": _spec(bool, False),
+    "level": _spec(float, 1.0, 1e-6, 1e6),
 }
 _WORKLOAD = {
     "source": _spec(str, "gentd26-fit"),

@@ -45,6 +45,12 @@ MICRO = Budget(
     eta=(0.4,),  # every setting is the base run: only the four convergence runs are trained, and
     settlements=("scenario",),
     redistributed=("scenario",),  # these four with reward_mix=redistribute
+    price_levels=(
+        1.0,
+        30.0,
+    ),  # the oracle and the heuristics at both, the learner at level 1: the base run again
+    trained_levels=(1.0,),
+    energy_learners=("sac+diffusion",),
 )
 
 
@@ -416,6 +422,42 @@ def test_sparsity_trains_the_redistributed_settlements_with_their_own_runs_and_c
     every = experiments.build_parser().parse_args([*argv, "--train", "reward_mix=redistribute"])
     rows = experiments.study_settings("sparsity", experiments.resolve_budget(every), EnvSpec("tiny"))
     assert [name for name, *_ in rows] == ["settle=daily"]
+
+
+def test_energy_study_trains_learners_only_at_the_trained_levels_and_level_1_is_the_base():
+    argv = ["--quick", "--price-levels", "1,10,30", "--trained-levels", "30", "--learners", "sac"]
+    b = experiments.resolve_budget(experiments.build_parser().parse_args(argv))
+    base = EnvSpec(b.scenario)
+    rows = experiments.study_settings("energy", b, base)
+    assert [(name, spec.price_level, env) for name, spec, env, _ in rows] == [
+        ("level=1", 1.0, "same"),
+        ("level=10", 10.0, "same"),
+        ("level=30", 30.0, "same"),
+    ]
+    assert rows[0][1].key() == base.key()  # runs made before the level existed keep their keys
+    p = experiments.plan(["energy"], b, (0,), (0,))
+    assert {job.spec.price_level for job in p.train.values()} == {30.0}
+    assert len(p.train) == len(b.seeds)
+    for name, *_ in rows:
+        untrained = {e.policy for e in p.evals if e.setting == name and e.train is None}
+        assert untrained == {"oracle", *experiments.heuristic_names()}
+    trained = {e.setting for e in p.evals if e.train is not None}
+    assert trained == {"level=30"}
+    assert {experiments.setting_of(job) for job in p.curves["energy"]} == {"level=30"}
+    # the variant is the scenario at that level: the money scales, the observation does not
+    assert build_scenario(rows[2][1]).prices.level == 30.0
+    for bad, message in (
+        (["--price-levels", "1,x"], "expected comma-separated positive numbers"),
+        (["--price-levels", "0"], "expected comma-separated positive numbers"),
+        (
+            ["--price-levels", "1,10", "--trained-levels", "30"],
+            "trained level.s. 30 not among the price levels",
+        ),
+    ):
+        with pytest.raises(experiments.ExperimentError, match=message):
+            experiments.resolve_budget(experiments.build_parser().parse_args(["--quick", *bad]))
+    none = experiments.build_parser().parse_args(["--quick", "--trained-levels", "none"])
+    assert experiments.resolve_budget(none).trained_levels == ()
 
 
 def test_learners_override_every_study_but_sensitivity():
