@@ -275,15 +275,20 @@ def outcome_figure(table: pd.DataFrame, path: Path, config: dict, title: str) ->
 
 def by_factor(ax, table: pd.DataFrame, prefix: str, column: str, skip: tuple[str, ...] = ("oracle",)) -> None:
     """One line per policy: ``column``'s mean and 95% CI over seeds against the number in the setting's name
-    (``k=0.5`` with prefix ``k=``); a policy run at only some of the settings is drawn where it ran."""
+    (``k=0.5`` with prefix ``k=``), in one colour per policy whatever is skipped; a policy run at only some of the
+    settings gets markers without a line (nothing is known between them)."""
     t = table.assign(k=table.setting.str.removeprefix(prefix).astype(float))
-    for policy in ordered(t.policy):
+    every = sorted(t.k.unique())
+    for i, policy in enumerate(ordered(t.policy)):
         if policy in skip:
             continue
-        g = [(k, *mean_ci(t[(t.policy == policy) & (t.k == k)][column])) for k in sorted(t.k.unique())]
+        g = [(k, *mean_ci(t[(t.policy == policy) & (t.k == k)][column])) for k in every]
         g = [(k, m, h) for k, m, h, n in g if n > 0]
         ks, ms, hs = zip(*g, strict=True)
-        ax.errorbar(ks, ms, yerr=np.nan_to_num(hs), label=policy, marker="o", capsize=3)
+        style = "-" if len(ks) == len(every) else "none"
+        ax.errorbar(
+            ks, ms, yerr=np.nan_to_num(hs), label=policy, marker="o", capsize=3, ls=style, color=f"C{i}"
+        )
     ax.grid(alpha=0.3)
 
 
@@ -308,7 +313,7 @@ def energy_figure(table: pd.DataFrame, path: Path, config: dict) -> None:
     for ax in axes:
         ax.set_xscale("log")
         ax.set_xlabel("price level (every electricity price x level)")
-    axes[0].legend(fontsize=8)
+    axes[1].legend(fontsize=8)  # the right panel has every policy, the oracle too
     fig.suptitle(
         f"Energy weighing more ({config.get('scenario')}, {len(config.get('eval_days', []))} held-out days; "
         "mean over seeds, 95% CI)"
