@@ -65,8 +65,10 @@ def paired_text(diffs) -> str:
     m, half, n = mean_ci(d)
     if n < 2 or not np.isfinite(half):
         return f"{fmt(m)} (not testable, n = {n} seeds)"
-    p = float(stats.ttest_1samp(d, 0.0).pvalue) if d.std(ddof=1) > 0 else float("nan")
-    word = "significant" if np.isfinite(p) and p < 0.05 else "not significant"
+    if d.std(ddof=1) == 0:  # every seed the same difference (identical runs: 0): no spread to test against
+        return f"{fmt(m)} on every seed (no spread to test, n = {n} seeds)"
+    p = float(stats.ttest_1samp(d, 0.0).pvalue)
+    word = "significant" if p < 0.05 else "not significant"
     return f"{fmt(m)} (95% CI {fmt(m - half)} to {fmt(m + half)}, p = {fmt(p)}: {word} at 95%, n = {n} seeds)"
 
 

@@ -532,3 +532,11 @@ def test_compare_adds_a_paired_test_over_the_seeds_both_policies_ran():
     assert "Welch p = 0.92" in text and "not significant at 95% (n = 4 vs 4 seeds)" in text
     assert "paired by seed: 1.02" in text and ": significant at 95%, n = 4 seeds" in text
     assert "paired by seed" not in report.compare(table, "a", "c", None)  # one common seed: no paired test
+
+
+def test_paired_differences_without_spread_are_not_called_a_test_result():
+    same = report.paired_text([0.0, 0.0, 0.0])
+    assert "no spread to test" in same and "significant" not in same
+    spread = report.paired_text([1.0, 1.2, 0.9, 1.1])
+    assert "p = " in spread and "significant at 95%" in spread
+    assert "not testable" in report.paired_text([1.0])
