@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -962,9 +963,12 @@ def index_rows(page: Path, readme_dir: Path) -> list[str]:
 def studies_index(pages: list[Path], readme: Path) -> str:
     """The generated Markdown between the index markers: one table over every page's held-out outcomes."""
     readme_dir = readme.resolve().parent
-    rows = [r for page in pages for r in index_rows(page, readme_dir)]
-    if not rows:
-        raise ReportError(f"no study results under {', '.join(map(str, pages))}")
+    rows = []
+    for page in pages:
+        page_rows = index_rows(page, readme_dir)
+        if not page_rows:
+            raise ReportError(f"no study results under {page}")
+        rows += page_rows
     head = ("| page | study: setting | scenario, steps × seeds | commit | " + " | ".join(LEARNER_ORDER)
             + f" | best heuristic | production default | {MAIN} (or the learner named) − {PLAIN} (points, paired by seed, 95% CI) |")  # fmt: skip
     command = f"python -m policies.report --index {','.join(os.path.relpath(p, readme_dir) for p in pages)}"
@@ -985,9 +989,27 @@ def replace_between(text: str, start: str, end: str, section: str) -> str | None
     return None
 
 
-def update_index(readme: Path, pages: list[Path]) -> Path:
-    """Replace the index between its markers (appended at the end of the README if absent)."""
+INDEX_COMMAND = re.compile(r"python -m policies\.report --index (\S+)")
+
+
+def indexed_pages(text: str, readme: Path) -> list[Path]:
+    """The pages a README's generated index lists (its command line), as paths from the working directory."""
+    section = text.split(INDEX_START, 1)[1].split(INDEX_END, 1)[0] if INDEX_START in text else ""
+    found = INDEX_COMMAND.search(section)
+    readme_dir = readme.parent
+    return [readme_dir / p for p in found.group(1).split(",") if p] if found else []
+
+
+def update_index(readme: Path, pages: list[Path], replace: bool = False) -> Path:
+    """Write the index between its markers (appended at the end of the README if absent).
+
+    ``pages`` are added to those the README's index already lists (in their order, each once), so adding a page
+    cannot drop the others; ``replace`` writes exactly ``pages``.
+    """
     text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+    if not replace:
+        known = indexed_pages(text, readme)
+        pages = list({p.resolve(): p for p in [*known, *pages]}.values())
     section = studies_index(pages, readme)
     new = replace_between(text, INDEX_START, INDEX_END, section)
     return write_text_atomic(readme, new if new is not None else text.rstrip("\n") + "\n\n" + section + "\n")
@@ -1001,8 +1023,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--readme", default="README.md", help="README whose results section is replaced")
     ap.add_argument(
         "--index",
-        help="comma-separated results pages (folders written with --out): write their table of held-out outcomes "
-        "into the README between the studies markers instead",
+        help="comma-separated results pages (folders written with --out): add them to the pages the README's "
+        "table of held-out outcomes (between the studies markers) lists, and rewrite that table instead",
+    )
+    ap.add_argument(
+        "--replace-index",
+        action="store_true",
+        help="with --index: the table lists exactly these pages (drops the others)",
     )
     ap.add_argument(
         "--curves",
@@ -1017,9 +1044,11 @@ def main(argv: list[str] | None = None) -> int:
             pages = [Path(p.strip()) for p in args.curves.split(",") if p.strip()]
             print(f"curves written to {pages_curves_figure(pages, Path(args.png))}")
             return 0
+        if args.replace_index and not args.index:
+            raise ReportError("--replace-index needs --index (the pages to list)")
         if args.index:
             pages = [Path(p.strip()) for p in args.index.split(",") if p.strip()]
-            path = update_index(Path(args.readme), pages)
+            path = update_index(Path(args.readme), pages, replace=args.replace_index)
             print(f"studies index written to {path}")
             return 0
         redraw_figures(Path(args.out))

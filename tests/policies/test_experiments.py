@@ -4,6 +4,7 @@ the generated README section matching the CSVs, twin variants, and one-line erro
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +143,26 @@ def test_index_of_pages_comes_from_their_csvs_and_replaces_itself(finished, caps
     assert "sparsity: settle=scenario+redistribute |" in text  # trained otherwise: a row of its own
     assert report.main(["--index", str(tmp / "nowhere"), "--readme", str(readme)]) == 2
     assert capsys.readouterr().err.startswith("error: no study results under")
+    assert readme.read_text(encoding="utf-8") == text  # a bad page leaves the index as it was
+
+
+def test_index_adds_pages_to_those_it_lists(finished, tmp_path):
+    tmp, _, _ = finished
+    other = tmp_path / "pages" / "other"
+    shutil.copytree(tmp / "results", other)
+    readme = tmp_path / "INDEX.md"
+    assert report.main(["--index", str(tmp / "results"), "--readme", str(readme)]) == 0
+    assert report.main(["--index", str(other), "--readme", str(readme)]) == 0  # added, the first kept
+    text = readme.read_text(encoding="utf-8")
+    assert report.indexed_pages(text, readme) and len(report.indexed_pages(text, readme)) == 2
+    assert "[results](" in text and "[other](" in text
+    assert report.main(["--index", str(other), "--readme", str(readme)]) == 0  # listed once, not twice
+    assert report.main(["--index", str(tmp / "results"), "--readme", str(readme)]) == 0  # order kept
+    assert readme.read_text(encoding="utf-8") == text
+    assert report.main(["--index", str(other), "--replace-index", "--readme", str(readme)]) == 0
+    text = readme.read_text(encoding="utf-8")
+    assert "[other](" in text and "[results](" not in text
+    assert report.main(["--replace-index", "--readme", str(readme)]) == 2
 
 
 def test_curves_of_several_pages_make_one_figure(finished, tmp_path, capsys):
