@@ -1,11 +1,15 @@
 """Rule-based schedulers for the twin, the baselines the learned agents must beat: the production default,
-a price-aware greedy rule, the same rule without the price in its step count (quality-first) and least-loaded
-transfer. Torch-free; actions only through ``encode_action``."""
+a price-aware greedy rule, the same rule without the price in its step count (quality-first), the same rule with
+transfers to where an image nets more (best-site) and least-loaded transfer. Torch-free; actions only through
+``encode_action``."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from twin.energy import facility_kwh
 from twin.env import OBS_PER_DC, obs_index
 
 #: Production trace's dominant setting (GenTD26: num_inference_steps is mostly 30; shared/data/README.md).
@@ -16,6 +20,9 @@ SATURATION_SHARE = 0.995
 LOW_QUANTILE, HIGH_QUANTILE = 0.25, 0.75
 #: Assumed: utilisation gap (share of a DC's capacity) below which least-loaded does not pay to move jobs.
 BALANCE_SLACK = 0.1
+#: Assumed: share of a receiving DC's capacity (at its step count) that best-site fills with transfers.
+TRANSFER_FILL = 0.9
+KWH_PER_MWH = 1000.0
 
 # Observation layout per DC (owned by twin.env): the columns the rules read.
 _REN, _QUEUED, _ARRIVED, _PUE = (obs_index(f) for f in ("renewable", "queued", "arrived", "pue"))
@@ -79,6 +86,17 @@ class ProductionDefault:
         return u.encode_action(np.zeros((u.n_dc, u.n_dc)), self.steps, np.zeros(u.n_dc))
 
 
+@dataclass(frozen=True)
+class SlotPlan:
+    """Price-greedy's decision for one slot, per DC, with the inputs a rule built on it reuses."""
+
+    steps_idx: np.ndarray  # (N,) indices into the step set
+    battery: np.ndarray  # (N,) setpoints in [-1, 1]
+    price: np.ndarray  # (N,) this slot's day-ahead price, EUR/MWh
+    surplus_kw: np.ndarray  # (N,) renewables beyond the estimated load (negative: a deficit)
+    offered: np.ndarray  # (N,) offered load relative to capacity_ref
+
+
 class PriceGreedy:
     """Per site and slot: the fewest steps meeting the minimum quality when the price is high, the
     saturating step count when it is low or renewables cover the load, a middle count otherwise; never more
@@ -105,6 +123,11 @@ class PriceGreedy:
 
     def act(self, obs, env) -> np.ndarray:
         u = env.unwrapped
+        plan = self.plan(obs, u)
+        return u.encode_action(np.zeros((u.n_dc, u.n_dc)), u.step_set[plan.steps_idx], plan.battery)
+
+    def plan(self, obs, u) -> SlotPlan:
+        """This slot's step counts and battery setpoints (and what they were chosen from); advances the slot."""
         n = u.n_dc
         t = min(self._slot, len(self.price) - 1)
         self._slot += 1
@@ -115,7 +138,7 @@ class PriceGreedy:
         cheap = (price <= self.low) | (surplus_kw > 0)
         level = np.where(cheap, 2, np.where(price >= self.high, 0, 1))
         idx = self._keep_up(self.levels[np.arange(n), level], offered)
-        return u.encode_action(np.zeros((n, n)), u.step_set[idx], self._battery(price, surplus_kw, u))
+        return SlotPlan(idx, self._battery(price, surplus_kw, u), price, surplus_kw, offered)
 
     def _keep_up(self, idx: np.ndarray, offered: np.ndarray) -> np.ndarray:
         """Lower the step count to the largest one whose capacity covers the offered load (a dropped or late
@@ -145,6 +168,76 @@ class QualityFirst(PriceGreedy):
     def reset(self, env) -> None:
         super().reset(env)
         self.levels[:] = self.levels[:, 2:]  # the low-price (saturating) count at every price
+
+
+class BestSite(PriceGreedy):
+    """Price-greedy's step counts and battery, plus transfers of new jobs to where an image nets more.
+
+    Each slot, every site's next image is priced at its facility energy (the card's joules per image at the
+    site's step count and largest batch, host overhead and current PUE) times the value of the site's next kWh:
+    the day-ahead price, or the export price where renewables are in surplus (the kWh is then not sold). New jobs
+    move from a site to another where the energy money saved per image beats the transfer cost plus the revenue
+    lost to the receiver's delivered quality (the origin's price times the quality difference), and the
+    receiver's step count meets the minimum quality; the best pairs first, as far as the receiver's capacity at
+    its step count, filled to ``TRANSFER_FILL``, allows. Last slot's arrivals predict this slot's, as for
+    least-loaded."""
+
+    name = "best-site"
+
+    def reset(self, env) -> None:
+        super().reset(env)
+        u = env.unwrapped
+        ex = u.exogenous()
+        self.export = np.maximum(np.asarray(ex["export_price"], dtype=float), 0.0)  # curtailed when <= 0
+        last = (u.tables.batch > 0).sum(axis=1) - 1
+        n = u.n_dc
+        self.gpu_j = u.tables.img_j[np.arange(n), :, last, 0]  # (N, S) J per image at the largest batch
+        self.ref = np.asarray(u.capacity_ref, dtype=float)
+
+    def act(self, obs, env) -> np.ndarray:
+        u = env.unwrapped
+        t = min(self._slot, len(self.price) - 1)
+        plan = self.plan(obs, u)
+        shares = self.shares(plan, per_dc(obs, u.n_dc), self.export[t], u)
+        return u.encode_action(shares, u.step_set[plan.steps_idx], plan.battery)
+
+    def image_cost(self, plan: SlotPlan, blk: np.ndarray, export: np.ndarray, u) -> np.ndarray:
+        """(N,) energy money of one more image at each site this slot, in the scenario's currency."""
+        n = u.n_dc
+        kwh = facility_kwh(self.gpu_j[np.arange(n), plan.steps_idx], u.assets, 1.0 + blk[:, _PUE])
+        value = np.where(plan.surplus_kw > 0, export, plan.price)  # per MWh
+        return kwh * value / KWH_PER_MWH
+
+    def shares(self, plan: SlotPlan, blk: np.ndarray, export: np.ndarray, u) -> np.ndarray:
+        """(N, N) transfer shares of each origin's new jobs (diagonal 0): the pairs that gain most per image
+        first, each moving what the origin has left and the receiver can still take."""
+        n = u.n_dc
+        rows = np.arange(n)
+        cost = self.image_cost(plan, blk, export, u)
+        quality = u.tables.quality[rows, plan.steps_idx]
+        # Per image moved from o to j: energy money saved, minus the transfer, minus the revenue the origin's
+        # price loses to the receiver's delivered quality (revenue = quality x images x the origin's price).
+        gain = (
+            cost[:, None] - cost[None, :] - u.tariffs.transfer_cost_per_image
+            - u.tariffs.revenue_per_image[:, None] * (quality[:, None] - quality[None, :])
+        )  # fmt: skip
+        gain[:, quality < u.tariffs.min_quality] = -np.inf  # a receiver below the minimum pays the penalty
+        np.fill_diagonal(gain, -np.inf)
+        spare = np.maximum(TRANSFER_FILL * self.capacity[rows, plan.steps_idx] - plan.offered, 0.0) * self.ref
+        new = blk[:, _ARRIVED] * self.ref  # images: last slot's arrivals predict this slot's
+        left = new.copy()
+        shares = np.zeros((n, n))
+        for flat in np.argsort(-gain, axis=None):
+            o, j = divmod(int(flat), n)
+            if gain[o, j] <= 0:
+                break
+            moved = min(left[o], spare[j])
+            if moved > 0:
+                shares[o, j] = moved / new[o]
+                left[o] -= moved
+                spare[j] -= moved
+        shares = np.clip(shares, 0.0, 1.0)
+        return shares / np.maximum(shares.sum(axis=1, keepdims=True), 1.0)
 
 
 class LeastLoaded:
@@ -187,7 +280,7 @@ class LeastLoaded:
         return shares / np.maximum(shares.sum(axis=1, keepdims=True), 1.0)
 
 
-HEURISTICS = {cls.name: cls for cls in (ProductionDefault, PriceGreedy, QualityFirst, LeastLoaded)}
+HEURISTICS = {cls.name: cls for cls in (ProductionDefault, PriceGreedy, QualityFirst, BestSite, LeastLoaded)}
 
 
 def make_heuristic(name: str):

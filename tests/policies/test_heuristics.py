@@ -11,11 +11,13 @@ import pytest
 
 from policies.heuristics import (
     HEURISTICS,
+    BestSite,
     HeuristicError,
     LeastLoaded,
     PriceGreedy,
     ProductionDefault,
     QualityFirst,
+    SlotPlan,
     make_heuristic,
     min_quality_index,
     nearest_step,
@@ -120,6 +122,62 @@ def test_least_loaded_moves_new_jobs_from_the_busy_to_the_idle_dc(env):
     assert shares.sum(axis=1).max() <= 1.0
     block[:, 6] = [0.3, 0.3 * policy.capacity[1] / policy.capacity[0] * policy.ref[0] / policy.ref[1]]
     assert np.allclose(policy.shares(obs, env.n_dc), 0.0)  # balanced: nothing moves
+
+
+def best_site_case(env, price, steps_idx, arrived=(0.5, 0.1)):
+    """A BestSite after reset, a hand-made slot plan (no renewables surplus) and its observation block."""
+    env.reset(seed=0, options={"split": "eval"})
+    policy = BestSite()
+    policy.reset(env)
+    plan = SlotPlan(
+        steps_idx=np.asarray(steps_idx),
+        battery=np.zeros(env.n_dc),
+        price=np.asarray(price, dtype=float),
+        surplus_kw=np.full(env.n_dc, -1.0),
+        offered=np.asarray(arrived, dtype=float),
+    )
+    block = np.zeros((env.n_dc, 8))
+    block[:, 6] = arrived  # new images / capacity_ref
+    block[:, 7] = 0.2  # PUE - 1
+    return policy, plan, block
+
+
+def test_best_site_moves_jobs_only_where_the_saved_energy_money_beats_what_moving_costs(env):
+    # SDXL (DC 1) spends several times SD 1.5's joules per image: at a high price there, its jobs go to DC 0,
+    # whose step count (the saturating one) meets the minimum quality
+    sat = np.argmax(env.tables.quality >= 0.995 * env.tables.quality.max(axis=1, keepdims=True), axis=1)
+    policy, plan, block = best_site_case(env, price=[50.0, 5000.0], steps_idx=sat)
+    cost = policy.image_cost(plan, block, np.zeros(env.n_dc), env)
+    assert cost[1] > cost[0] > 0
+    shares = policy.shares(plan, block, np.zeros(env.n_dc), env)
+    assert shares[1, 0] > 0 and shares[0, 1] == 0 and np.diag(shares).sum() == 0
+    moved = shares[1, 0] * block[1, 6] * policy.ref[1]  # images
+    spare = (0.9 * policy.capacity[0, sat[0]] - plan.offered[0]) * policy.ref[0]
+    assert moved <= spare + 1e-6 and shares.sum(axis=1).max() <= 1.0
+    # the same prices: the energy saved is a fraction of a cent's, below the transfer and the lost quality
+    policy, plan, block = best_site_case(env, price=[50.0, 50.0], steps_idx=sat)
+    assert np.allclose(policy.shares(plan, block, np.zeros(env.n_dc), env), 0.0)
+    # a receiver whose step count misses the minimum quality gets nothing, however cheap
+    low = np.array([0, sat[1]])
+    assert env.tables.quality[0, 0] < env.tariffs.min_quality
+    policy, plan, block = best_site_case(env, price=[50.0, 5000.0], steps_idx=low)
+    assert np.allclose(policy.shares(plan, block, np.zeros(env.n_dc), env), 0.0)
+    # no arrivals: nothing to move, no division by zero
+    policy, plan, block = best_site_case(env, price=[50.0, 5000.0], steps_idx=sat, arrived=(0.0, 0.0))
+    assert np.allclose(policy.shares(plan, block, np.zeros(env.n_dc), env), 0.0)
+
+
+def test_best_site_keeps_price_greedys_step_counts_and_battery(env):
+    obs, _ = env.reset(seed=0, options={"split": "eval", "day": env.data.days[env.eval_days[2]]})
+    greedy, best = PriceGreedy(), BestSite()
+    greedy.reset(env)
+    best.reset(env)
+    done = False
+    while not done:  # price-greedy shown best-site's observations, slot by slot
+        action = best.act(obs, env)
+        g, b = env.decode_action(greedy.act(obs, env)), env.decode_action(action)
+        assert (g.steps == b.steps).all() and np.allclose(g.battery, b.battery)
+        obs, _, _, done, _ = env.step(action)
 
 
 def test_unknown_heuristic_is_a_clear_error():
