@@ -60,6 +60,16 @@ def relative_capacity(env) -> np.ndarray:
     return np.stack(caps, axis=1) / u.capacity_ref[:, None]
 
 
+def keep_up(capacity: np.ndarray, idx: np.ndarray, offered: np.ndarray) -> np.ndarray:
+    """(N,) step indices ``idx`` lowered, where needed, to the largest whose ``capacity`` (N, S, as
+    ``relative_capacity``) covers the ``offered`` load: a dropped or late job costs more than a lower-quality
+    image."""
+    fits = capacity >= offered[:, None]  # (N, S), True for the cheaper step counts first
+    allowed = fits & (np.arange(capacity.shape[1])[None, :] <= idx[:, None])
+    best = np.where(allowed.any(axis=1), allowed.shape[1] - 1 - np.argmax(allowed[:, ::-1], axis=1), 0)
+    return np.where(fits[np.arange(len(idx)), idx], idx, best)
+
+
 def per_dc(obs: np.ndarray, n: int) -> np.ndarray:
     """(N, 8) view of the per-DC block of an observation."""
     return np.asarray(obs, dtype=float)[: OBS_PER_DC * n].reshape(n, OBS_PER_DC)
@@ -137,16 +147,8 @@ class PriceGreedy:
         surplus_kw = blk[:, _REN] * u.it_peak_kw - load_kw  # renewables beyond the estimated load
         cheap = (price <= self.low) | (surplus_kw > 0)
         level = np.where(cheap, 2, np.where(price >= self.high, 0, 1))
-        idx = self._keep_up(self.levels[np.arange(n), level], offered)
+        idx = keep_up(self.capacity, self.levels[np.arange(n), level], offered)
         return SlotPlan(idx, self._battery(price, surplus_kw, u), price, surplus_kw, offered)
-
-    def _keep_up(self, idx: np.ndarray, offered: np.ndarray) -> np.ndarray:
-        """Lower the step count to the largest one whose capacity covers the offered load (a dropped or late
-        job costs more than a lower-quality image)."""
-        fits = self.capacity >= offered[:, None]  # (N, S), True for the cheaper step counts first
-        allowed = fits & (np.arange(self.capacity.shape[1])[None, :] <= idx[:, None])
-        best = np.where(allowed.any(axis=1), allowed.shape[1] - 1 - np.argmax(allowed[:, ::-1], axis=1), 0)
-        return np.where(fits[np.arange(len(idx)), idx], idx, best)
 
     def _battery(self, price: np.ndarray, surplus_kw: np.ndarray, u) -> np.ndarray:
         rated = np.maximum(u.assets.battery_kw, 1e-9)
@@ -280,7 +282,17 @@ class LeastLoaded:
         return shares / np.maximum(shares.sum(axis=1, keepdims=True), 1.0)
 
 
-HEURISTICS = {cls.name: cls for cls in (ProductionDefault, PriceGreedy, QualityFirst, BestSite, LeastLoaded)}
+def _forecast_lp():
+    from policies.oracle import ForecastLP  # imported on use: it builds on this module
+
+    return ForecastLP()
+
+
+#: Every non-learned scheduler by name: the rules above and the forecast planner (``policies.oracle``).
+HEURISTICS = {
+    **{cls.name: cls for cls in (ProductionDefault, PriceGreedy, QualityFirst, BestSite, LeastLoaded)},
+    "forecast-lp": _forecast_lp,
+}
 
 
 def make_heuristic(name: str):

@@ -39,14 +39,20 @@ batching, rounding and oldest-first service cost the plan.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import numpy as np
 
+from policies.heuristics import keep_up, offered_load, relative_capacity
 from policies.oracle_lp import OracleError, OracleProblem, OracleSolution, solve
 from twin import compute, energy
 
+#: Assumed: draws of the arrival model averaged into forecast-lp's expected arrivals.
+FORECAST_DRAWS = 16
+
 __all__ = [
+    "ForecastLP",
     "OracleError",
     "OraclePolicy",
     "OracleProblem",
@@ -151,8 +157,16 @@ class OraclePolicy:
         """The LP solution of the env's current episode (solved once, then cached)."""
         key = episode_key(env)
         if key not in self._cache:
-            self._cache = {key: oracle_bound(env, self.time_limit_s)}  # one episode at a time
+            self._cache = {key: self.solve(env)}  # one episode at a time
         return self._cache[key]
+
+    def solve(self, env) -> OracleSolution:
+        """The plan of the env's current episode: the oracle's LP on what this policy knows (everything)."""
+        return oracle_bound(env, self.time_limit_s)
+
+    def steps_at(self, t: int, obs, env) -> np.ndarray:
+        """(N,) step indices at slot ``t``: the plan's."""
+        return self.solution.steps_index[t]
 
     def reset(self, env) -> None:
         self.solution, self._slot = self.plan(env), 0
@@ -166,4 +180,34 @@ class OraclePolicy:
         shares = sol.transfer[t].copy()
         np.fill_diagonal(shares, 0.0)
         shares = shares / np.maximum(shares.sum(axis=1, keepdims=True), 1.0)  # guard rounding above 1
-        return u.encode_action(shares, u.step_set[sol.steps_index[t]], sol.battery[t])
+        return u.encode_action(shares, u.step_set[self.steps_at(t, obs, env)], sol.battery[t])
+
+
+class ForecastLP(OraclePolicy):
+    """A planner between the rules and the oracle: the oracle's LP solved once a day on the *expected* arrivals,
+    then followed (transfer shares, battery set points) with its step counts lowered, where the pool could not
+    keep up, to serve the load it observes.
+
+    It knows the day-ahead prices (public the day before, as price-greedy does), the day's renewables and PUE
+    (taken as a perfect day-ahead weather forecast: assumed, the optimistic part) and the arrival model's mean
+    for the day (``AIGCTwinEnv.expected_arrivals``: draws of its own, never this episode's), not the episode's
+    arrivals. So the oracle's replay minus this is what knowing the arrivals is worth, and this minus a rule
+    what planning the day is worth."""
+
+    name = "forecast-lp"
+
+    def __init__(self, draws: int = FORECAST_DRAWS, time_limit_s: float | None = None):
+        super().__init__(time_limit_s)
+        self.draws = draws
+
+    def solve(self, env) -> OracleSolution:
+        expected = env.unwrapped.expected_arrivals(self.draws)
+        problem = dataclasses.replace(problem_from_env(env), arrivals=expected)
+        return solve(problem, time_limit_s=self.time_limit_s)
+
+    def reset(self, env) -> None:
+        super().reset(env)
+        self.capacity = relative_capacity(env)
+
+    def steps_at(self, t: int, obs, env) -> np.ndarray:
+        return keep_up(self.capacity, self.solution.steps_index[t], offered_load(obs, env.unwrapped.n_dc))

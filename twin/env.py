@@ -411,6 +411,16 @@ class AIGCTwinEnv(gym.Env):
         out.update(images=self.images.copy(), day=self.data.days[self._day], slot_s=int(self.slot_s))
         return out
 
+    def expected_arrivals(self, draws: int = 16, seed: int = 0) -> np.ndarray:
+        """(T, N, K) the arrival model's mean for the current episode's day, estimated from ``draws`` samples
+        with a generator of their own (``seed`` and the day), so it knows the day, never this episode's draw."""
+        if draws < 1:
+            raise ValueError(f"draws must be >= 1, got {draws}")
+        date = self._date(self._day)
+        rng = np.random.default_rng([seed, date.toordinal()])
+        model = self.data.arrivals
+        return np.mean([model.sample(rng, date, self.slots, int(self.slot_s)) for _ in range(draws)], axis=0)
+
 
 def _ahead_mean(x: np.ndarray, window: int) -> np.ndarray:
     """Mean of x[t : t + window] for every t (shorter at the end of the day), along axis 0."""

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from policies.heuristics import HEURISTICS, make_heuristic
-from policies.oracle import OraclePolicy, oracle_bound, problem_from_env
+from policies.oracle import ForecastLP, OraclePolicy, oracle_bound, problem_from_env
 from policies.oracle_lp import OracleError, OracleProblem, solve
 from policies.policy import run_episode
 
@@ -210,6 +210,26 @@ def test_replay_actions_are_valid(tiny_env):
         assert tiny_env.action_space.contains(action)
     sol = oracle_bound(tiny_env)
     assert np.allclose(sol.transfer.sum(axis=2), 1.0)
+
+
+def test_forecast_lp_plans_on_the_expected_day_not_the_episodes_arrivals(tiny_env):
+    day = tiny_env.data.days[tiny_env.eval_days[1]]
+    plans, steps = [], []
+    for seed in (0, 1):  # two episodes of one day: different arrivals, one forecast, one plan
+        policy = ForecastLP(draws=4)
+        obs, _ = tiny_env.reset(seed=seed, options={"split": "eval", "day": day})
+        policy.reset(tiny_env)
+        plans.append(policy.solution)
+        for t in range(tiny_env.slots):
+            action = policy.act(obs, tiny_env)
+            assert tiny_env.action_space.contains(action)
+            steps.append((policy.solution.steps_index[t], tiny_env.decode_action(action).steps))
+            obs, *_ = tiny_env.step(action)
+    assert plans[0].value == plans[1].value and np.array_equal(plans[0].battery, plans[1].battery)
+    clairvoyant = oracle_bound(tiny_env)  # the last episode's own arrivals: another plan
+    assert clairvoyant.value != pytest.approx(plans[1].value, rel=1e-6)
+    for planned, taken in steps:  # the plan's step counts, only ever lowered to keep up with the load
+        assert (taken <= tiny_env.step_set[planned]).all()
 
 
 @pytest.mark.slow

@@ -235,3 +235,19 @@ def test_gym_make_runs_a_whole_day_of_any_slot_length():
         n_steps, paid, total = n_steps + 1, paid + reward, total + info["utility"]
     assert n_steps == 576 and info["slot"] == 575
     assert paid == pytest.approx(info["reward_scale"] * total)  # every sparse settlement was paid
+
+
+def test_expected_arrivals_know_the_day_not_the_episodes_draw(tiny_env):
+    env = tiny_env
+    day = env.data.days[env.eval_days[0]]
+    env.reset(seed=0, options={"split": "eval", "day": day})
+    first, drawn = env.expected_arrivals(draws=8), [env.exogenous()["arrivals"]]
+    env.reset(seed=1, options={"split": "eval", "day": day})
+    drawn.append(env.exogenous()["arrivals"])
+    assert not np.array_equal(*drawn)  # two episodes of the day differ ...
+    assert np.array_equal(env.expected_arrivals(draws=8), first)  # ... the forecast does not
+    assert first.shape == drawn[0].shape and (first >= 0).all() and first.dtype == float
+    many = np.mean([env.expected_arrivals(draws=1, seed=s).sum() for s in range(200)])
+    assert first.sum() == pytest.approx(many, rel=0.1)  # an unbiased estimate of the day's total
+    with pytest.raises(ValueError, match="draws"):
+        env.expected_arrivals(draws=0)
