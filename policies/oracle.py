@@ -50,6 +50,8 @@ from twin import compute, energy
 
 #: Assumed: draws of the arrival model averaged into forecast-lp's expected arrivals.
 FORECAST_DRAWS = 16
+#: Day plans forecast-lp keeps (a held-out and validation evaluation's days, with room to spare).
+FORECAST_PLANS = 32
 
 __all__ = [
     "ForecastLP",
@@ -150,7 +152,7 @@ class OraclePolicy:
     def __init__(self, time_limit_s: float | None = None):
         self.time_limit_s = time_limit_s
         self.solution: OracleSolution | None = None
-        self._cache: dict[tuple[str, str], OracleSolution] = {}
+        self._cache: dict[tuple, OracleSolution] = {}
         self._slot = 0
 
     def plan(self, env) -> OracleSolution:
@@ -199,6 +201,17 @@ class ForecastLP(OraclePolicy):
     def __init__(self, draws: int = FORECAST_DRAWS, time_limit_s: float | None = None):
         super().__init__(time_limit_s)
         self.draws = draws
+
+    def plan(self, env) -> OracleSolution:
+        """The day's plan: one for every episode of that day in that scenario (it does not read the episode's
+        arrivals), so the ``FORECAST_PLANS`` most recent are kept and repeated evaluations solve a day once."""
+        u = env.unwrapped
+        key = (str(u.exogenous()["day"]), hashlib.sha1(repr(u.scenario).encode()).hexdigest(), self.draws)
+        if key not in self._cache:
+            while len(self._cache) >= FORECAST_PLANS:
+                del self._cache[next(iter(self._cache))]  # the oldest
+            self._cache[key] = self.solve(env)
+        return self._cache[key]
 
     def solve(self, env) -> OracleSolution:
         expected = env.unwrapped.expected_arrivals(self.draws)

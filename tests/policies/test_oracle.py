@@ -215,8 +215,9 @@ def test_replay_actions_are_valid(tiny_env):
 def test_forecast_lp_plans_on_the_expected_day_not_the_episodes_arrivals(tiny_env):
     day = tiny_env.data.days[tiny_env.eval_days[1]]
     plans, steps = [], []
-    for seed in (0, 1):  # two episodes of one day: different arrivals, one forecast, one plan
-        policy = ForecastLP(draws=4)
+    first, second = ForecastLP(draws=4), ForecastLP(draws=4)
+    for policy, seed in ((first, 0), (second, 1), (second, 2)):
+        # episodes of one day: different arrivals, one forecast, one plan, which the second policy reuses
         obs, _ = tiny_env.reset(seed=seed, options={"split": "eval", "day": day})
         policy.reset(tiny_env)
         plans.append(policy.solution)
@@ -226,6 +227,7 @@ def test_forecast_lp_plans_on_the_expected_day_not_the_episodes_arrivals(tiny_en
             steps.append((policy.solution.steps_index[t], tiny_env.decode_action(action).steps))
             obs, *_ = tiny_env.step(action)
     assert plans[0].value == plans[1].value and np.array_equal(plans[0].battery, plans[1].battery)
+    assert plans[2] is plans[1]  # solved once for the day
     clairvoyant = oracle_bound(tiny_env)  # the last episode's own arrivals: another plan
     assert clairvoyant.value != pytest.approx(plans[1].value, rel=1e-6)
     for planned, taken in steps:  # the plan's step counts, only ever lowered to keep up with the load
