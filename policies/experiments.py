@@ -682,6 +682,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--only", help=f"comma-separated subset of: {', '.join(STUDIES)}")
     ap.add_argument("--scenario", help="run on this scenario instead of the budget's (name or TOML path)")
     ap.add_argument("--seeds", type=int, help="use seeds 0..N-1 instead of the budget's")
+    ap.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="number the seeds from this one (e.g. --seeds 8 --first-seed 8: seeds 8..15, a replication with fresh "
+        "seeds)",
+    )
     ap.add_argument("--total-steps", type=int, help="training steps per run instead of the budget's")
     ap.add_argument("--eval-days", type=int, help="held-out days per evaluation instead of the budget's")
     ap.add_argument(
@@ -765,7 +772,11 @@ def resolve_budget(ns: argparse.Namespace) -> Budget:
         value = getattr(ns, name)
         if value is not None and value < 1:
             raise ExperimentError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if ns.first_seed < 0:
+        raise ExperimentError(f"--first-seed must be >= 0, got {ns.first_seed}")
     b = budget("quick" if ns.quick else "full", scenario=ns.scenario, seeds=ns.seeds)
+    if ns.first_seed:
+        b = dataclasses.replace(b, seeds=tuple(ns.first_seed + s for s in b.seeds))
     if ns.total_steps is not None:
         b = dataclasses.replace(b, total_steps=ns.total_steps)
     if ns.eval_days is not None:

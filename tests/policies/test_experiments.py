@@ -415,6 +415,10 @@ def test_command_line_overrides_reach_the_budget():
     assert b.train["net_width"] == experiment_settings.budget("quick").train["net_width"]  # the rest kept
     with pytest.raises(experiments.ExperimentError, match="--eval-every must be >= 1"):
         experiments.resolve_budget(experiments.build_parser().parse_args(["--quick", "--eval-every", "0"]))
+    fresh = experiments.build_parser().parse_args(["--quick", "--seeds", "3", "--first-seed", "8"])
+    assert experiments.resolve_budget(fresh).seeds == (8, 9, 10)
+    with pytest.raises(experiments.ExperimentError, match="--first-seed must be >= 0"):
+        experiments.resolve_budget(experiments.build_parser().parse_args(["--quick", "--first-seed", "-1"]))
 
 
 def test_sparsity_trains_the_redistributed_settlements_with_their_own_runs_and_curve_labels():
