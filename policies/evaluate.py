@@ -259,12 +259,17 @@ def make_row(name: str, run: str, day: str, seed: int, totals: dict, steps: floa
     return row
 
 
+def is_clairvoyant(policy) -> bool:
+    """The clairvoyant oracle's replay (whose LP is also the bound), not a planner built on its LP (forecast-lp)."""
+    return isinstance(policy, OraclePolicy) and policy.clairvoyant
+
+
 def episode_rows(
     env, policies: list, day: str, seed: int, cfg: EvalConfig, curves: dict, lp_log: list | None = None
 ) -> list[dict]:
     """Rows of every policy on one (day, seed); the LP is solved once and shared by bound and replay
     (its size and solve time go to ``lp_log``)."""
-    oracle = next((p for p in policies if isinstance(p, OraclePolicy)), None)
+    oracle = next((p for p in policies if is_clairvoyant(p)), None)
     solution: OracleSolution | None = None
     if cfg.bound or oracle is not None:
         env.reset(seed=seed, options={"split": "eval", "day": day})
@@ -283,7 +288,7 @@ def episode_rows(
             )
     bound = solution.value if solution is not None else None
     rows = []
-    if any(isinstance(p, OraclePolicy) for p in policies):
+    if any(is_clairvoyant(p) for p in policies):
         rows.append(
             make_row(
                 ORACLE, "", day, seed, solution.totals, solution.mean_steps, solution.mean_quality, bound

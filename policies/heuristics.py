@@ -175,9 +175,10 @@ class QualityFirst(PriceGreedy):
 class BestSite(PriceGreedy):
     """Price-greedy's step counts and battery, plus transfers of new jobs to where an image nets more.
 
-    Each slot, every site's next image is priced at its facility energy (the card's joules per image at the
-    site's step count and largest batch, host overhead and current PUE) times the value of the site's next kWh:
-    the day-ahead price, or the export price where renewables are in surplus (the kWh is then not sold). New jobs
+    Each slot, every site's next image is priced at its facility energy (the GPU joules one more image adds at
+    the site's step count and largest batch, host overhead and current PUE) times the value of the site's next
+    kWh: the day-ahead price, or the export price where renewables are in surplus (the kWh is then not sold; a
+    simplification: every image sent there that slot is valued so, however small the surplus). New jobs
     move from a site to another where the energy money saved per image beats the transfer cost plus the revenue
     lost to the receiver's delivered quality (the origin's price times the quality difference), and the
     receiver's step count meets the minimum quality; the best pairs first, as far as the receiver's capacity at
@@ -193,7 +194,10 @@ class BestSite(PriceGreedy):
         self.export = np.maximum(np.asarray(ex["export_price"], dtype=float), 0.0)  # curtailed when <= 0
         last = (u.tables.batch > 0).sum(axis=1) - 1
         n = u.n_dc
-        self.gpu_j = u.tables.img_j[np.arange(n), :, last, 0]  # (N, S) J per image at the largest batch
+        tb, rows = u.tables, np.arange(n)
+        # (N, S) GPU joules one more image adds at the largest batch: a gross card's idle floor is paid anyway
+        above_idle = tb.img_j[rows, :, last, 0] - tb.idle_w[:, None] * tb.img_s[rows, :, last, 0]
+        self.gpu_j = np.where(tb.energy_gross[:, None], above_idle, tb.img_j[rows, :, last, 0])
         self.ref = np.asarray(u.capacity_ref, dtype=float)
 
     def act(self, obs, env) -> np.ndarray:

@@ -148,6 +148,7 @@ class OraclePolicy:
     cached per episode, so the evaluator solves each episode once for both the bound and the replay."""
 
     name = "oracle-replay"
+    clairvoyant = True  # its LP reads the episode's arrivals: its optimum is the bound
 
     def __init__(self, time_limit_s: float | None = None):
         self.time_limit_s = time_limit_s
@@ -197,16 +198,28 @@ class ForecastLP(OraclePolicy):
     what planning the day is worth."""
 
     name = "forecast-lp"
+    clairvoyant = False  # its LP is not the episode's: never a bound
 
     def __init__(self, draws: int = FORECAST_DRAWS, time_limit_s: float | None = None):
         super().__init__(time_limit_s)
         self.draws = draws
 
     def plan(self, env) -> OracleSolution:
-        """The day's plan: one for every episode of that day in that scenario (it does not read the episode's
-        arrivals), so the ``FORECAST_PLANS`` most recent are kept and repeated evaluations solve a day once."""
+        """The day's plan: one for every episode of that day in that scenario and data (it does not read the
+        episode's arrivals), so the ``FORECAST_PLANS`` most recent are kept and repeated evaluations solve a day
+        once."""
         u = env.unwrapped
-        key = (str(u.exogenous()["day"]), hashlib.sha1(repr(u.scenario).encode()).hexdigest(), self.draws)
+        ex = u.exogenous()
+        digest = hashlib.sha1(repr(u.scenario).encode())
+        for name in (
+            "price",
+            "export_price",
+            "pv_kw",
+            "wind_kw",
+            "pue",
+        ):  # a variant may change the data only
+            digest.update(np.ascontiguousarray(ex[name]).tobytes())
+        key = (str(ex["day"]), digest.hexdigest(), self.draws)
         if key not in self._cache:
             while len(self._cache) >= FORECAST_PLANS:
                 del self._cache[next(iter(self._cache))]  # the oldest

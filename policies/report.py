@@ -967,7 +967,9 @@ def studies_index(pages: list[Path], readme: Path) -> str:
     for page in pages:
         page_rows = index_rows(page, readme_dir)
         if not page_rows:
-            raise ReportError(f"no study results under {page}")
+            raise ReportError(
+                f"no study results under {page} (a page the index lists is gone: --replace-index)"
+            )
         rows += page_rows
     head = ("| page | study: setting | scenario, steps × seeds | commit | " + " | ".join(LEARNER_ORDER)
             + f" | best heuristic | production default | {MAIN} (or the learner named) − {PLAIN} (points, paired by seed, 95% CI) |")  # fmt: skip
@@ -996,7 +998,7 @@ def indexed_pages(text: str, readme: Path) -> list[Path]:
     """The pages a README's generated index lists (its command line), as paths from the working directory."""
     section = text.split(INDEX_START, 1)[1].split(INDEX_END, 1)[0] if INDEX_START in text else ""
     found = INDEX_COMMAND.search(section)
-    readme_dir = readme.parent
+    readme_dir = readme.resolve().parent  # the base studies_index writes the paths against
     return [readme_dir / p for p in found.group(1).split(",") if p] if found else []
 
 

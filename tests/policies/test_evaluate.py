@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 
 from policies.evaluate import COLUMNS, main, mean_ci
+from policies.oracle import oracle_bound
+from twin.env import AIGCTwinEnv
 
 
 @pytest.fixture(scope="module")
@@ -158,3 +160,20 @@ def test_oracle_time_limit_reaches_the_oracle_policy_and_nonpositive_bounds_give
     assert (
         make_row("p", "", "d", 0, {**totals, "utility": 5.0}, 30.0, 0.9, 10.0)["utility_pct_of_bound"] == 50.0
     )
+
+
+@pytest.mark.parametrize("order", ["forecast-lp", "forecast-lp,oracle", "oracle,forecast-lp"])
+def test_the_bound_is_the_clairvoyant_lp_not_the_forecast_planners(tmp_path, order):
+    out = tmp_path / order.replace(",", "-")
+    assert (
+        main(["--scenario", "tiny", "--days", "1", "--seeds", "0", "--out", str(out), "--policies", order])
+        == 0
+    )
+    df = pd.read_csv(out / "results.csv")
+    env = AIGCTwinEnv("tiny")
+    env.reset(seed=0, options={"split": "eval", "day": df.day.iloc[0]})
+    bound = oracle_bound(env).value
+    assert np.allclose(df.oracle_bound, bound)  # every row's bound: the episode's own LP
+    planner = df[df.policy == "forecast-lp"].utility.iloc[0]
+    assert planner <= bound + 1e-6
+    assert (df.policy == "oracle").sum() == (1 if "oracle" in order.split(",") else 0)
