@@ -91,9 +91,10 @@ def load_side(text: str, study: str) -> Side:
 
 
 def setting_curves(curves: pd.DataFrame, policy: str, setting: str, n_settings: int, where: Path):
-    """The held-out curve of ``policy`` in ``setting``, and why there is none where there is none. Curves name a
-    setting after the run's spec (``settle=288+redistribute`` where the table says ``settle=daily``), so a label
-    that differs from the table's is taken only where the learner ran in one setting and has one curve label."""
+    """The held-out curve of ``policy`` in ``setting``, and why there is none where there is none. Curves carry
+    the table's setting names; pages written before that named them after the run's spec
+    (``settle=288+redistribute`` where the table says ``settle=daily``), so a label that differs from the table's
+    is taken only where the learner ran in one setting and has one curve label."""
     if curves.empty or not held_out_curves(curves):
         return pd.DataFrame(), f"{where}: no held-out learning curves"
     require_columns(

@@ -107,7 +107,7 @@ class Plan:
 
     train: dict[str, TrainJob] = field(default_factory=dict)
     evals: list[EvalJob] = field(default_factory=list)
-    curves: dict[str, list[TrainJob]] = field(default_factory=dict)  # study -> runs whose curves it plots
+    curves: dict[str, list[tuple[str, TrainJob]]] = field(default_factory=dict)  # study -> (setting, run)
 
 
 def train_job(b: Budget, label: str, seed: int, spec: EnvSpec, **over: Any) -> TrainJob:
@@ -217,7 +217,7 @@ def plan(studies: Iterable[str], b: Budget, days: tuple[int, ...], day_seeds: tu
                     job = train_job(b, label, seed, tspec, **over)
                     out.train[job.key()] = job
                     if study in CURVE_STUDIES:
-                        out.curves.setdefault(study, []).append(job)
+                        out.curves.setdefault(study, []).append((setting, job))
                     if study != "convergence":
                         extra = tuple(sorted(over.items()))
                         out.evals.append(
@@ -434,12 +434,13 @@ CURVE_COLS = {"step": "step", "episode": "episode", "episode_return": "episode_r
               "shaper/term_std": "shaper_term_std"}  # fmt: skip
 
 
-def curves_table(jobs: list[TrainJob], root: Path) -> pd.DataFrame:
-    """Learning curves: per held-out evaluation (a run's eval.csv, when it has one: ``curve_source`` held-out;
-    with the validation days' utility where the run selected on them) or else per training episode (metrics.csv:
-    ``training``), the utility per day (unscaled) and the rates."""
+def curves_table(runs: list[tuple[str, TrainJob]], root: Path) -> pd.DataFrame:
+    """Learning curves of (setting, run) pairs, labelled with the study's setting as its table is: per held-out
+    evaluation (a run's eval.csv, when it has one: ``curve_source`` held-out; with the validation days' utility
+    where the run selected on them) or else per training episode (metrics.csv: ``training``), the utility per day
+    (unscaled) and the rates. A run shared by settings (the sensitivity study's defaults) is under each."""
     frames = []
-    for job in dict.fromkeys(jobs):
+    for setting, job in dict.fromkeys(runs):
         m = run_curve(job.run_dir(root))
         if m is None:
             continue
@@ -448,7 +449,7 @@ def curves_table(jobs: list[TrainJob], root: Path) -> pd.DataFrame:
         for k, v in job.train:
             if k in SHAPER_KNOBS:
                 m[k] = v
-        m["setting"] = setting_of(job)
+        m["setting"] = setting
         frames.append(m)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -471,22 +472,6 @@ def run_curve(run_dir: Path) -> pd.DataFrame | None:
         e = pd.merge_asof(e, m[["step", *cols]].sort_values("step"), on="step", direction="backward")
     e["episode_return"] = np.nan  # a training-episode quantity: none for a held-out evaluation
     return e.assign(curve_source="held-out")
-
-
-def setting_of(job: TrainJob) -> str:
-    s = job.spec
-    parts = [s.mix] if s.mix != "heterogeneous" else []
-    parts += [k for k, v in (("no-transfer", s.no_transfer), ("no-renewables", s.no_renewables),
-                             ("no-battery", s.no_battery)) if v]  # fmt: skip
-    if s.fixed_steps:
-        parts.append(f"fixed-{s.fixed_steps}-steps")
-    if s.settlement_slots:
-        parts.append(f"settle={s.settlement_slots}")
-    if s.price_level != 1.0:
-        parts.append(f"level={s.price_level:g}")
-    if dict(job.train).get("reward_mix") == REDISTRIBUTE:
-        parts.append(REDISTRIBUTE)
-    return "+".join(parts) or "base"
 
 
 def paired_to_plain(curves: pd.DataFrame) -> pd.Series:

@@ -195,7 +195,7 @@ def selection_figure(curves: pd.DataFrame, path: Path, config: dict) -> int:
     if "val_utility" not in curves.columns or curves.val_utility.isna().all():
         return 0
     curves = curves.dropna(subset=["val_utility"])
-    knobs = [k for k in SHAPER_KNOBS if k in curves.columns]  # the sensitivity study's runs share a setting
+    knobs = [k for k in SHAPER_KNOBS if k in curves.columns]  # older pages label every sensitivity run "base"
     groups = list(curves.groupby(["setting", "policy", *knobs], sort=False, dropna=False))
     cols = min(3, len(groups))
     rows = -(-len(groups) // cols)
@@ -213,7 +213,9 @@ def selection_figure(curves: pd.DataFrame, path: Path, config: dict) -> int:
             ):
                 ends[name].append(value)
         shaper = "".join(
-            f" {SHAPER_KNOBS[k]}={v:g}" for k, v in zip(knobs, values, strict=True) if pd.notna(v)
+            f" {SHAPER_KNOBS[k]}={v:g}"
+            for k, v in zip(knobs, values, strict=True)
+            if pd.notna(v) and f"{SHAPER_KNOBS[k]}=" not in setting  # not named twice
         )
         means = ", ".join(f"{k} {fmt(float(np.mean(v)))}" for k, v in ends.items())
         ax.set_title(f"{policy} {setting}{shaper}\nmean over seeds: {means}", fontsize=9)
@@ -466,7 +468,8 @@ def pct(table: pd.DataFrame, policy: str, setting: str | None = None) -> float:
     return mean_ci(per_seed(table, policy, setting, "utility_pct_of_bound"))[0]
 
 
-def best_heuristic(table: pd.DataFrame, setting: str) -> str | None:
+def best_baseline(table: pd.DataFrame, setting: str) -> str | None:
+    """The non-learned scheduler (a rule or the forecast planner; not the oracle) with the most utility."""
     t = table[(table.setting == setting) & ~table.policy.isin([*LEARNER_ORDER, "oracle"])]
     if t.empty:
         return None
@@ -508,7 +511,7 @@ def found_outcome(t: pd.DataFrame) -> list[str]:
     setting = t.setting.iloc[0]
     parts = [f"{p} {fmt(pct(t, p, setting))}%" for p in ordered(t.policy) if p != "oracle"]
     text = f"**Held-out days**: utility as % of the oracle bound: {', '.join(parts)}. {MAIN} vs {PLAIN}: {compare(t, MAIN, PLAIN, setting)}."
-    h = best_heuristic(t, setting)
+    h = best_baseline(t, setting)
     if h is not None and MAIN in set(t.policy):
         m, half, _ = mean_ci(per_seed(t, MAIN, setting))
         hv = float(t[(t.policy == h) & (t.setting == setting)].utility.mean())
@@ -516,7 +519,7 @@ def found_outcome(t: pd.DataFrame) -> list[str]:
             rel = "within the 95% interval of"
         else:
             rel = "above" if m > hv else "below"
-        text += f" The best heuristic is {h} ({fmt(pct(t, h, setting))}% of the oracle); {MAIN} is {rel} it."
+        text += f" The best baseline is {h} ({fmt(pct(t, h, setting))}% of the oracle); {MAIN} is {rel} it."
     if {"transferred", "arrived", "transfer_cost"} <= set(t.columns):
         share = t.groupby("policy", sort=False)[["transferred", "arrived", "transfer_cost"]].mean()
         parts = [f"{p} {fmt(100 * share.transferred[p] / share.arrived[p])}% ({fmt(share.transfer_cost[p])}/day)"
@@ -546,7 +549,7 @@ def found_by_setting(t: pd.DataFrame, label: str) -> list[str]:
         line = f"{setting}: {', '.join(parts)}"
         present = set(t[t.setting == setting].policy)
         versus = [f"{p} vs {PLAIN}: {compare(t, p, PLAIN, setting)}" for p in others_than_plain(present)]
-        versus += versus_heuristic(t, setting)
+        versus += versus_baseline(t, setting)
         if versus:
             line += f" ({'; '.join(versus)})"
         lines.append(line)
@@ -638,17 +641,17 @@ def curve_area_comparison(curves: pd.DataFrame, cur: str) -> list[str]:
     return [head + "; ".join(parts) + "."]
 
 
-def versus_heuristic(t: pd.DataFrame, setting: str) -> list[str]:
-    """Each learner against the setting's best heuristic, in points of the oracle bound: the heuristic is
+def versus_baseline(t: pd.DataFrame, setting: str) -> list[str]:
+    """Each learner against the setting's best baseline, in points of the oracle bound: the baseline is
     deterministic (one run on the same days and arrivals), so the interval is over the learner's seeds."""
-    h = best_heuristic(t, setting)
+    h = best_baseline(t, setting)
     rows = t[t.setting == setting]
     learners = [p for p in ordered(rows.policy) if p in LEARNER_ORDER]
     if h is None or not learners:
         return []
     base = pct(t, h, setting)
     parts = [f"{p} {paired_text(per_seed(t, p, setting, 'utility_pct_of_bound') - base)}" for p in learners]
-    return [f"learner − {h} (the best heuristic, {fmt(base)}%), points: " + ", ".join(parts)]
+    return [f"learner − {h} (the best baseline, {fmt(base)}%), points: " + ", ".join(parts)]
 
 
 def found_sparsity(t: pd.DataFrame, curves: pd.DataFrame, cur: str) -> list[str]:
@@ -944,7 +947,7 @@ def index_rows(page: Path, readme_dir: Path) -> list[str]:
             if has_outcome and BASE_SETTINGS.get(study) == setting:
                 continue  # the outcome study's own runs and evaluations again: shown once, as outcome: base
             t = table[table.setting == setting]
-            h = best_heuristic(table, setting)
+            h = best_baseline(table, setting)
             cells = [index_cell(table, p, setting) for p in LEARNER_ORDER]
             cells.append(f"{h} {index_cell(table, h, setting)}" if h else "–")
             cells.append(index_cell(table, "production-default", setting))
@@ -972,13 +975,13 @@ def studies_index(pages: list[Path], readme: Path) -> str:
             )
         rows += page_rows
     head = ("| page | study: setting | scenario, steps × seeds | commit | " + " | ".join(LEARNER_ORDER)
-            + f" | best heuristic | production default | {MAIN} (or the learner named) − {PLAIN} (points, paired by seed, 95% CI) |")  # fmt: skip
+            + f" | best baseline | production default | {MAIN} (or the learner named) − {PLAIN} (points, paired by seed, 95% CI) |")  # fmt: skip
     command = f"python -m policies.report --index {','.join(os.path.relpath(p, readme_dir) for p in pages)}"
     return "\n".join([
         INDEX_START, "",
         f"_Generated by `{command} --readme {readme.name}` (in the README's folder) from each page's CSVs; do not "
         "edit by hand._ Held-out utility as % of the oracle bound, mean ± 95% "
-        "t-interval over seeds (heuristics are deterministic: one run).",
+        "t-interval over seeds (baselines are deterministic: one run).",
         "", head, "|" + "---|" * (head.count("|") - 1), *rows, "", INDEX_END,
     ])  # fmt: skip
 

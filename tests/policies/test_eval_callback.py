@@ -168,7 +168,7 @@ def test_curves_prefer_eval_csv_and_fall_back_to_metrics(tmp_path):
              "violation_rate": [0.0, 0.1], "wall_s": [0.5, 0.5]}  # fmt: skip
     pd.DataFrame(evals).to_csv(held.run_dir(tmp_path) / "eval.csv", index=False)
 
-    curves = experiments.curves_table([held, plain], tmp_path)
+    curves = experiments.curves_table([("base", held), ("base", plain)], tmp_path)
     h, p = curves[curves.policy == "sac+diffusion"], curves[curves.policy == "sac"]
     assert set(h.curve_source) == {"held-out"} and set(p.curve_source) == {"training"}
     assert h.step.tolist() == [100, 200] and h.utility.tolist() == [30.0, 31.0]
@@ -176,6 +176,6 @@ def test_curves_prefer_eval_csv_and_fall_back_to_metrics(tmp_path):
     assert h.episode_return.isna().all()
     assert p.step.tolist() == [96, 192] and p.utility.tolist() == [5.0, 6.0]
     expected = {"policy", "seed", "step", "episode", "episode_return", "utility", "violation_rate", "setting"}
-    assert expected <= set(curves.columns)
+    assert expected <= set(curves.columns) and set(curves.setting) == {"base"}
     summary = experiments.convergence_summary(curves)
     assert len(summary) == 2 and np.isfinite(summary.utility).all()

@@ -322,21 +322,21 @@ def test_a_page_without_the_diffusion_learner_compares_the_one_it_ran_with_sac()
     )
 
 
-def test_learners_are_compared_with_the_best_heuristic_over_their_seeds():
+def test_learners_are_compared_with_the_best_baseline_over_their_seeds():
     table = pd.DataFrame(
         {"setting": "s", "policy": ["sac"] * 3 + ["price-greedy", "production-default", "oracle"], "seed": [0, 1, 2, 0, 0, 0],
          "utility": [1.0, 2.0, 3.0, 2.5, 1.0, 3.0], "utility_pct_of_bound": [95.0, 97.0, 99.0, 96.0, 80.0, 100.0]}
     )  # fmt: skip
-    [text] = report.versus_heuristic(table, "s")
-    # sac's seeds minus the best heuristic's single run: -1, +1, +3 points, mean +1 (t interval over 3 seeds)
+    [text] = report.versus_baseline(table, "s")
+    # sac's seeds minus the best baseline's single run: -1, +1, +3 points, mean +1 (t interval over 3 seeds)
     assert text.startswith(
-        "learner − price-greedy (the best heuristic, 96.00%), points: sac 1.00 (95% CI -3.97 to 5.97, p = 0.478"
+        "learner − price-greedy (the best baseline, 96.00%), points: sac 1.00 (95% CI -3.97 to 5.97, p = 0.478"
     )
     assert text in report.found_by_setting(table, "Sparsity")[0]
-    assert report.versus_heuristic(table[table.policy != "price-greedy"], "s")[0].startswith(
+    assert report.versus_baseline(table[table.policy != "price-greedy"], "s")[0].startswith(
         "learner − production-default"
     )
-    assert report.versus_heuristic(table[table.policy.isin(["sac", "oracle"])], "s") == []
+    assert report.versus_baseline(table[table.policy.isin(["sac", "oracle"])], "s") == []
 
 
 def test_unknown_study_is_a_one_line_error(capsys):
@@ -433,9 +433,7 @@ def test_sparsity_trains_the_redistributed_settlements_with_their_own_runs_and_c
         ("settle=daily+redistribute", {"reward_mix": "redistribute"}),
     ]
     p = experiments.plan(["sparsity"], b, (0,), (0,))
-    labels = {experiments.setting_of(job) for job in p.curves["sparsity"]}
-    day = experiments.settle_slots(b, "daily")  # the tiny scenario's slots per episode
-    assert labels == {f"settle={day}", f"settle={day}+redistribute"}
+    assert {setting for setting, _ in p.curves["sparsity"]} == {"settle=daily", "settle=daily+redistribute"}
     assert len(p.train) == 2 * len(b.sparsity_learners) * len(b.seeds)  # the mix makes runs of their own
     # the bar a learner must clear is in every setting's table: the heuristics beside the oracle bound
     for setting, *_ in rows:
@@ -447,6 +445,10 @@ def test_sparsity_trains_the_redistributed_settlements_with_their_own_runs_and_c
     every = experiments.build_parser().parse_args([*argv, "--train", "reward_mix=redistribute"])
     rows = experiments.study_settings("sparsity", experiments.resolve_budget(every), EnvSpec("tiny"))
     assert [name for name, *_ in rows] == ["settle=daily"]
+    p = experiments.plan(["sparsity"], experiments.resolve_budget(every), (0,), (0,))
+    assert {setting for setting, _ in p.curves["sparsity"]} == {
+        "settle=daily"
+    }  # the curves say what tables say
 
 
 def test_energy_study_trains_learners_only_at_the_trained_levels_and_level_1_is_the_base():
@@ -468,7 +470,7 @@ def test_energy_study_trains_learners_only_at_the_trained_levels_and_level_1_is_
         assert untrained == {"oracle", *experiments.heuristic_names()}
     trained = {e.setting for e in p.evals if e.train is not None}
     assert trained == {"level=30"}
-    assert {experiments.setting_of(job) for job in p.curves["energy"]} == {"level=30"}
+    assert {setting for setting, _ in p.curves["energy"]} == {"level=30"}
     # the variant is the scenario at that level: the money scales, the observation does not
     assert build_scenario(rows[2][1]).prices.level == 30.0
     for bad, message in (
