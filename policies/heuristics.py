@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from twin.accounting import KWH_PER_MWH
 from twin.energy import facility_kwh
 from twin.env import OBS_PER_DC, obs_index
 
@@ -22,7 +23,6 @@ LOW_QUANTILE, HIGH_QUANTILE = 0.25, 0.75
 BALANCE_SLACK = 0.1
 #: Assumed: share of a receiving DC's capacity (at its step count) that best-site fills with transfers.
 TRANSFER_FILL = 0.9
-KWH_PER_MWH = 1000.0
 
 # Observation layout per DC (owned by twin.env): the columns the rules read.
 _REN, _QUEUED, _ARRIVED, _PUE = (obs_index(f) for f in ("renewable", "queued", "arrived", "pue"))
@@ -100,6 +100,7 @@ class ProductionDefault:
 class SlotPlan:
     """Price-greedy's decision for one slot, per DC, with the inputs a rule built on it reuses."""
 
+    slot: int  # the slot of the day the prices are read at
     steps_idx: np.ndarray  # (N,) indices into the step set
     battery: np.ndarray  # (N,) setpoints in [-1, 1]
     price: np.ndarray  # (N,) this slot's day-ahead price, EUR/MWh
@@ -148,7 +149,7 @@ class PriceGreedy:
         cheap = (price <= self.low) | (surplus_kw > 0)
         level = np.where(cheap, 2, np.where(price >= self.high, 0, 1))
         idx = keep_up(self.capacity, self.levels[np.arange(n), level], offered)
-        return SlotPlan(idx, self._battery(price, surplus_kw, u), price, surplus_kw, offered)
+        return SlotPlan(t, idx, self._battery(price, surplus_kw, u), price, surplus_kw, offered)
 
     def _battery(self, price: np.ndarray, surplus_kw: np.ndarray, u) -> np.ndarray:
         rated = np.maximum(u.assets.battery_kw, 1e-9)
@@ -202,9 +203,8 @@ class BestSite(PriceGreedy):
 
     def act(self, obs, env) -> np.ndarray:
         u = env.unwrapped
-        t = min(self._slot, len(self.price) - 1)
         plan = self.plan(obs, u)
-        shares = self.shares(plan, per_dc(obs, u.n_dc), self.export[t], u)
+        shares = self.shares(plan, per_dc(obs, u.n_dc), self.export[plan.slot], u)
         return u.encode_action(shares, u.step_set[plan.steps_idx], plan.battery)
 
     def image_cost(self, plan: SlotPlan, blk: np.ndarray, export: np.ndarray, u) -> np.ndarray:

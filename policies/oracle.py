@@ -52,6 +52,8 @@ from twin import compute, energy
 FORECAST_DRAWS = 16
 #: Day plans forecast-lp keeps (a held-out and validation evaluation's days, with room to spare).
 FORECAST_PLANS = 32
+#: The exogenous series (``AIGCTwinEnv.exogenous``) a forecast plan is made from, besides the scenario.
+DAY_DATA = ("price", "export_price", "pv_kw", "wind_kw", "pue")
 
 __all__ = [
     "ForecastLP",
@@ -156,12 +158,21 @@ class OraclePolicy:
         self._cache: dict[tuple, OracleSolution] = {}
         self._slot = 0
 
+    #: Plans kept: one episode at a time (its arrivals make it the only one a plan fits).
+    plans_kept = 1
+
     def plan(self, env) -> OracleSolution:
-        """The LP solution of the env's current episode (solved once, then cached)."""
-        key = episode_key(env)
+        """The plan of the env's current episode (solved once, then cached under ``plan_key``)."""
+        key = self.plan_key(env)
         if key not in self._cache:
-            self._cache = {key: self.solve(env)}  # one episode at a time
+            while len(self._cache) >= self.plans_kept:
+                del self._cache[next(iter(self._cache))]  # the oldest
+            self._cache[key] = self.solve(env)
         return self._cache[key]
+
+    def plan_key(self, env) -> tuple:
+        """What the plan depends on: the episode (its day and arrivals)."""
+        return episode_key(env)
 
     def solve(self, env) -> OracleSolution:
         """The plan of the env's current episode: the oracle's LP on what this policy knows (everything)."""
@@ -200,31 +211,23 @@ class ForecastLP(OraclePolicy):
     name = "forecast-lp"
     clairvoyant = False  # its LP is not the episode's: never a bound
 
+    plans_kept = (
+        FORECAST_PLANS  # a plan serves every episode of its day: repeated evaluations solve a day once
+    )
+
     def __init__(self, draws: int = FORECAST_DRAWS, time_limit_s: float | None = None):
         super().__init__(time_limit_s)
         self.draws = draws
 
-    def plan(self, env) -> OracleSolution:
-        """The day's plan: one for every episode of that day in that scenario and data (it does not read the
-        episode's arrivals), so the ``FORECAST_PLANS`` most recent are kept and repeated evaluations solve a day
-        once."""
+    def plan_key(self, env) -> tuple:
+        """The day, its scenario and data (a variant may change the data only) and the draws, not the episode's
+        arrivals, which the plan never reads."""
         u = env.unwrapped
         ex = u.exogenous()
         digest = hashlib.sha1(repr(u.scenario).encode())
-        for name in (
-            "price",
-            "export_price",
-            "pv_kw",
-            "wind_kw",
-            "pue",
-        ):  # a variant may change the data only
+        for name in DAY_DATA:
             digest.update(np.ascontiguousarray(ex[name]).tobytes())
-        key = (str(ex["day"]), digest.hexdigest(), self.draws)
-        if key not in self._cache:
-            while len(self._cache) >= FORECAST_PLANS:
-                del self._cache[next(iter(self._cache))]  # the oldest
-            self._cache[key] = self.solve(env)
-        return self._cache[key]
+        return str(ex["day"]), digest.hexdigest(), self.draws
 
     def solve(self, env) -> OracleSolution:
         expected = env.unwrapped.expected_arrivals(self.draws)

@@ -130,6 +130,7 @@ def best_site_case(env, price, steps_idx, arrived=(0.5, 0.1)):
     policy = BestSite()
     policy.reset(env)
     plan = SlotPlan(
+        slot=0,
         steps_idx=np.asarray(steps_idx),
         battery=np.zeros(env.n_dc),
         price=np.asarray(price, dtype=float),
