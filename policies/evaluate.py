@@ -96,10 +96,20 @@ class EvalConfig:
 
 class TrainedPolicy:
     """A trained SB3 agent acting deterministically (torch and SB3 are imported only when one is loaded); a
-    residual learner's output corrects its base heuristic's action (``policies.residual``)."""
+    residual learner's output corrects its base heuristic's action (``policies.residual``). ``deterministic=False``
+    samples its actions as in training instead (a diagnostic: ``policies.critic_probe``)."""
 
-    def __init__(self, model, name: str, run: str, step: int | None = None, residual: Residual | None = None):
+    def __init__(
+        self,
+        model,
+        name: str,
+        run: str,
+        step: int | None = None,
+        residual: Residual | None = None,
+        deterministic: bool = True,
+    ):
         self.model, self.name, self.run, self.step, self.residual = model, name, run, step, residual
+        self.deterministic = deterministic
 
     def reset(self, env) -> None:
         if self.residual is not None:
@@ -107,10 +117,10 @@ class TrainedPolicy:
 
     def act(self, obs, env) -> np.ndarray:
         if self.residual is None:
-            action, _ = self.model.predict(obs, deterministic=True)
+            action, _ = self.model.predict(obs, deterministic=self.deterministic)
             return np.asarray(action, dtype=np.float32)
         base, seen = self.residual.view(obs, env)
-        correction, _ = self.model.predict(seen, deterministic=True)
+        correction, _ = self.model.predict(seen, deterministic=self.deterministic)
         return self.residual.action(base, correction)
 
 
