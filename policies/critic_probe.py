@@ -41,11 +41,9 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from policies.agents import ALGOS
 from policies.eval_callback import DAY_SEED0, held_out_days, is_twin
-from policies.evaluate import EvaluateError, TrainedPolicy
+from policies.evaluate import EvaluateError, TrainedPolicy, load_policy
 from policies.experiment_env import EnvSpec, RestrictedActions, VariantError, make_env
-from policies.residual import ResidualError, residual_from
 from policies.run_dir import RunDir, RunDirError, best_state, checkpoint_step
 from traces.atomic import write_csv_atomic
 
@@ -99,13 +97,6 @@ def run_env(run: RunDir, cfg: dict) -> gym.Env:
 def load_checkpoints(run: RunDir, cfg: dict, names: list[str]) -> list[Checkpoint]:
     """The run's policies named ``names``: ``best`` (best on validation days), ``latest`` (its latest checkpoint)
     or a checkpoint folder's name (``step_0000004000``)."""
-    algo = str(cfg.get("algo"))
-    if algo not in ALGOS:
-        raise CriticProbeError(f"{run.path}: unknown algorithm {algo!r} in config.json")
-    try:
-        residual = residual_from(cfg)
-    except ResidualError as exc:
-        raise CriticProbeError(f"{run.path}: {exc}") from None
     out = []
     for name in names:
         if name == "best":
@@ -116,11 +107,7 @@ def load_checkpoints(run: RunDir, cfg: dict, names: list[str]) -> list[Checkpoin
             step = checkpoint_step(folder) if folder is not None and folder.is_dir() else -1
         if folder is None or step < 0 or not (folder / "model.zip").is_file():
             raise CriticProbeError(f"{run.path}: no {name!r} checkpoint with a model.zip")
-        model = ALGOS[algo].load(folder / "model.zip", device="cpu", custom_objects={"buffer_size": 1})
-        own = copy.deepcopy(residual)  # a residual's heuristic keeps episode state: one per policy
-        out.append(
-            Checkpoint(name, step, TrainedPolicy(model, algo, run=run.path.name, step=step, residual=own))
-        )
+        out.append(Checkpoint(name, step, load_policy(run, cfg, folder / "model.zip", step)))
     return out
 
 

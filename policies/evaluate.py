@@ -150,9 +150,15 @@ def run_policy(run, cfg: dict, name: str | None = None) -> TrainedPolicy:
     ``RunDir.policy_model`` with the run's residual base, if any, named ``name`` (default ``algo+shaping``, and
     ``algo+shaping@base`` for a residual run, e.g. ``sac+none@price-greedy``, so it never merges with a plain run).
     RunDirError when the run has no such model; EvaluateError for a config it cannot load."""
+    model_zip, step = run.policy_model()
+    return load_policy(run, cfg, model_zip, step, name)
+
+
+def load_policy(run, cfg: dict, model_zip: Path, step: int, name: str | None = None) -> TrainedPolicy:
+    """The policy saved in ``model_zip`` (at env step ``step``) of ``run``, with a residual base of its own
+    where the run has one, named as ``run_policy`` names it; EvaluateError for a config it cannot load."""
     from policies.agents import ALGOS
 
-    model_zip, step = run.policy_model()
     algo = str(cfg.get("algo"))
     if algo not in ALGOS:
         raise EvaluateError(f"{run.path}: unknown algorithm {algo!r} in config.json")
