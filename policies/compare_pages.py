@@ -112,6 +112,20 @@ def setting_curves(curves: pd.DataFrame, policy: str, setting: str, n_settings: 
     )
 
 
+def same_scenario(a: str, b: str) -> bool:
+    """Whether two pages' scenario TOMLs describe the same scenario: parsed, so a field a later version writes
+    out with its default value (e.g. ``prices.level = 1.0``) does not part them; compared as text where either
+    does not parse."""
+    import tomllib
+
+    from twin.scenario import ScenarioError, scenario_from_dict
+
+    try:
+        return scenario_from_dict(tomllib.loads(a), "page") == scenario_from_dict(tomllib.loads(b), "page")
+    except (tomllib.TOMLDecodeError, ScenarioError):
+        return a == b
+
+
 def check_comparable(a: Side, b: Side) -> None:
     """Same scenario, held-out days and their arrival seeds: otherwise a seed's two runs do not pair."""
     for key in SHARED_CONFIG:
@@ -120,7 +134,8 @@ def check_comparable(a: Side, b: Side) -> None:
                 raise CompareError(
                     f"{side.page}: its config.json does not say {key}; cannot check that the pages pair"
                 )
-        if a.config[key] != b.config[key]:
+        same = same_scenario if key == "scenario_toml" else (lambda x, y: x == y)
+        if not same(a.config[key], b.config[key]):
             shown = (
                 "its text differs"
                 if key == "scenario_toml"

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from policies.compare_pages import main
+from policies.compare_pages import main, same_scenario
 from policies.report import fmt
 
 CONFIG = {"study": "sparsity", "scenario": "default", "scenario_toml": "[scenario]\nname = 'default'\n",
@@ -202,3 +202,18 @@ def test_a_learner_whose_settings_are_ambiguous_must_be_named(tmp_path, capsys):
     )
     assert main([str(page), str(page)]) == 2
     assert "sac ran in x, y; name one" in capsys.readouterr().err
+
+
+def test_scenarios_are_compared_as_parsed_not_as_text():
+    pytest.importorskip("twin.scenario")
+    from twin.scenario import load_scenario
+
+    text = load_scenario("default").to_toml()
+    older = "\n".join(
+        line for line in text.splitlines() if line.strip() != "level = 1.0"
+    )  # before prices.level
+    assert older != text and same_scenario(older, text)
+    assert not same_scenario(text, text.replace("reward_scale = 0.3", "reward_scale = 0.6"))
+    assert not same_scenario(
+        "[scenario]\nname = 'default'\n", "[scenario]\nname = 'other'\n"
+    )  # unparsed: text
