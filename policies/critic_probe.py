@@ -78,16 +78,15 @@ class Checkpoint:
 def run_env(run: RunDir, cfg: dict) -> gym.Env:
     """The twin the run was trained on: its experiment variant (``env_spec``) where it has one, else its saved
     scenario (``scenario.toml``), with the twin's own reward (the probe reads the per-slot utility)."""
+    scenario = run.path / "scenario.toml"
+    if not cfg.get("env_spec") and not scenario.is_file():
+        raise CriticProbeError(f"{run.path}: neither an env_spec in config.json nor a scenario.toml")
     try:
         if cfg.get("env_spec"):
             env = make_env(EnvSpec(**cfg["env_spec"]))
-        elif (run.path / "scenario.toml").is_file():
-            env = gym.make("AIGCTwin-v0", scenario=str(run.path / "scenario.toml"))
         else:
-            raise CriticProbeError(f"{run.path}: neither an env_spec in config.json nor a scenario.toml")
-    except (VariantError, OSError, TypeError, ValueError) as exc:
-        if isinstance(exc, CriticProbeError):
-            raise
+            env = gym.make("AIGCTwin-v0", scenario=str(scenario))
+    except (VariantError, OSError, TypeError, ValueError) as exc:  # the twin's data and card errors included
         raise CriticProbeError(f"{run.path}: cannot rebuild its env: {exc}") from None
     if not is_twin(env):
         raise CriticProbeError(f"{run.path}: trained on {env.unwrapped}, not the twin")
