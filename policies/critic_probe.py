@@ -111,6 +111,7 @@ def load_checkpoints(run: RunDir, cfg: dict, names: list[str]) -> list[Checkpoin
 
 
 def moves(env: gym.Env, kinds: list[str]) -> list[Move]:
+    """Every site's decisions of the ``kinds`` named, each one notch down and one up."""
     unknown = sorted(set(kinds) - set(DIMS))
     if unknown:
         raise CriticProbeError(f"unknown --dims {', '.join(unknown)}; choose from {', '.join(DIMS)}")
