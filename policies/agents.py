@@ -137,9 +137,11 @@ def check_config(cfg: AgentConfig) -> None:
             )
     if cfg.eta_decay_steps < 0:
         raise AgentError(f"--eta-decay-steps must be >= 0, got {cfg.eta_decay_steps}")
-    for name in ("eta", "td3_noise", "gamma"):
+    for name in ("eta", "td3_noise"):
         if not 0 <= getattr(cfg, name) < math.inf:
             raise AgentError(f"--{name.replace('_', '-')} must be a number >= 0, got {getattr(cfg, name)}")
+    if not 0 <= cfg.gamma <= 1:
+        raise AgentError(f"--gamma must be a discount in [0, 1], got {cfg.gamma}")
 
 
 def check_choice(kind: str, value: str, allowed) -> str:

@@ -380,8 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("run", type=Path, help="a policies.train run directory")
     ap.add_argument(
         "--checkpoints",
-        default="best,latest",
-        help="comma-separated: best, latest or checkpoint folder names; default best,latest",
+        help="comma-separated: best, latest or checkpoint folder names; default best,latest for a run that selects "
+        "on validation days, else latest",
     )
     ap.add_argument("--days", type=int, default=3, help="held-out days (spread over the split); default 3")
     ap.add_argument("--stride", type=int, default=24, help="probe every this many slots; default 24")
@@ -418,7 +418,8 @@ def main(argv: list[str] | None = None) -> int:
             raise CriticProbeError(str(exc)) from None
         kinds = [k.strip() for k in args.dims.split(",") if k.strip()]
         moves(env, kinds)  # refuse a bad --dims before loading anything
-        names = [c.strip() for c in args.checkpoints.split(",") if c.strip()]
+        default = "best,latest" if run.selects_on_validation() else "latest"
+        names = [c.strip() for c in (args.checkpoints or default).split(",") if c.strip()]
         ckpts = load_checkpoints(run, cfg, names)
         cont = Continuation(
             gamma=float(cfg.get("gamma", 0.99)),

@@ -37,6 +37,21 @@ def residual_run(tmp_path_factory):
     return run
 
 
+@pytest.fixture(scope="module")
+def plain_run(tmp_path_factory):
+    pytest.importorskip("twin.env")
+    run = tmp_path_factory.mktemp("runs") / "plain"
+    args = ["--scenario", "tiny", "--reward-mode", "dense", "--shaping", "none", "--total-steps", "120",
+            "--learning-starts", "48", "--batch-size", "32", "--net-width", "32", "--buffer-size", "2000",
+            "--eval-every", "60", "--eval-days", "1", "--checkpoint-every", "60", "--no-progress",
+            "--no-tensorboard", "--run-dir", str(run)]  # fmt: skip
+    try:
+        assert train(args) == 0
+    except (OSError, ValueError):
+        pytest.skip("the twin cannot be built here")
+    return run
+
+
 def discounted_from(env, policy, day: int, seed: int, slot: int, override, gamma: float, draw=None) -> float:
     """The discounted return from ``slot`` of a whole episode from reset in which the policy acts
     deterministically up to ``slot``, where ``override(action)`` replaces the twin's action, and after it
@@ -142,3 +157,27 @@ def test_probe_errors_are_one_line(residual_run, tmp_path, capsys):
         assert main([*argv, "--no-progress"]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_a_plain_run_is_probed_on_its_latest_checkpoint_by_default(plain_run, tmp_path):
+    """A learner that acts alone (no residual): the critic's moved action is the twin's own; a run that does not
+    select on validation days has no ``best`` and is probed on its latest checkpoint unless told otherwise."""
+    out = tmp_path / "plain.csv"
+    assert (
+        main([str(plain_run), "--days", "1", "--stride", str(STRIDE), "--no-progress", "--csv", str(out)])
+        == 0
+    )
+    rows = pd.read_csv(out)
+    assert set(rows.checkpoint) == {"latest"} and set(rows.step) == {120}
+    run = RunDir(plain_run)
+    cfg = run.load_config()
+    env = run_env(run, cfg)
+    (ckpt,) = load_checkpoints(run, cfg, ["latest"])
+    row = rows[rows.dim == "steps"].iloc[0]
+    names = [d.name for d in env.unwrapped.scenario.datacenters]
+    m = Move("steps", names.index(row.site), 1 if row.direction == "up" else -1)
+    args = (env, ckpt.policy, int(row.day), DAY_SEED0, int(row.slot))
+    gained = discounted_from(*args, lambda a: moved(env.unwrapped, a, m), cfg["gamma"]) - discounted_from(
+        *args, lambda a: a, cfg["gamma"]
+    )
+    assert row.true_dg == pytest.approx(gained, rel=1e-9, abs=1e-12)

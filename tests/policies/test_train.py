@@ -178,6 +178,7 @@ def test_bad_input_is_one_line(tmp_path, capsys):
         (["--shaping", "magic"], "unknown shaping"),
         (["--ent-coef", "auto_x"], "entropy coefficient must be"),
         (["--eta-decay-steps", "-1"], "--eta-decay-steps must be >= 0"),
+        (["--gamma", "1.5"], "--gamma must be a discount in [0, 1]"),
         (["--resume"], "--resume needs --run-dir"),
         (["--resume", "--run-dir", str(tmp_path)], "no config.json"),
     ]
