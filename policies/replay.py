@@ -17,6 +17,17 @@ from policies.shapers.base import PeriodBatch, RewardShaper, ShaperError
 REWARD_MIXES = ("add", "redistribute")
 
 
+def reward_to_go(rewards: np.ndarray, gamma: float) -> np.ndarray:
+    """g_t = r_t + gamma g_{t+1} to the end of ``rewards`` (backwards, so gamma = 0 and long periods are exact,
+    where dividing a discounted cumulative sum by gamma**t gave 0 / 0)."""
+    out = np.empty(len(rewards), dtype=np.float64)
+    acc = 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        acc = float(rewards[t]) + gamma * acc
+        out[t] = acc
+    return out
+
+
 class ShapedReplayBuffer(ReplayBuffer):
     """``ReplayBuffer`` whose samples carry a shaped reward while ``self.rewards`` stays raw.
 
@@ -237,8 +248,7 @@ class ShapedReplayBuffer(ReplayBuffer):
             rewards = self.rewards[full, e].astype(np.float64)
             returns[j] = rewards.sum()
             # discounted reward-to-go to the period's end, for the potential shaper's target
-            disc = self.gamma ** np.arange(n)
-            to_go = np.cumsum((rewards * disc)[::-1])[::-1] / disc
+            to_go = reward_to_go(rewards, self.gamma)
             chosen = np.arange(n) if n <= k else np.sort(np.random.choice(n, size=k, replace=False))  # noqa: NPY002
             idx[j, : len(chosen)], mask[j, : len(chosen)], rtg[j, : len(chosen)] = (
                 full[chosen],

@@ -395,3 +395,13 @@ def test_refresh_recentres_a_partly_overwritten_period_on_its_surviving_slots():
     assert np.isclose(rewards[survivors].mean(), 0.75, atol=1e-5)
     assert np.allclose(np.diff(rewards[survivors]), 0.4 * np.diff(term[survivors]), atol=1e-5)
     assert np.isclose(rewards[[4, 5, 0, 1]].sum(), 7.0, atol=1e-5)  # the whole second period still sums to R
+
+
+def test_reward_to_go_is_exact_for_any_discount():
+    from policies.replay import reward_to_go
+
+    r = np.array([1.0, 2.0, 3.0])
+    assert reward_to_go(r, 0.5).tolist() == [1 + 0.5 * 2 + 0.25 * 3, 2 + 0.5 * 3, 3.0]
+    assert reward_to_go(r, 0.0).tolist() == r.tolist()  # was 0 / 0 = NaN beyond the first slot
+    long = reward_to_go(np.ones(2000), 0.5)
+    assert np.isfinite(long).all() and long[0] == pytest.approx(2.0)
