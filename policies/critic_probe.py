@@ -124,15 +124,14 @@ def moves(env: gym.Env, kinds: list[str]) -> list[Move]:
 def moved(twin, action: np.ndarray, move: Move) -> np.ndarray | None:
     """The twin's ``action`` with ``move`` applied (a step count set to the exact centre of its neighbour's
     interval, a battery set point shifted); None where the move leaves the step set or the action box."""
-    n = twin.n_dc
     out = np.asarray(action, dtype=np.float32).copy()
+    dim = twin.action_index(move.kind, move.site)
     if move.kind == "steps":
         idx = int(twin.decode_action(action).steps_index[move.site]) + move.direction
         if not 0 <= idx < len(twin.step_set):
             return None
-        out[n * (n - 1) + move.site] = 2 * idx / max(len(twin.step_set) - 1, 1) - 1
+        out[dim] = twin.steps_coordinate(idx)
     else:
-        dim = n * (n - 1) + n + move.site
         value = out[dim] + move.direction * BATTERY_DELTA
         if abs(value) > 1:
             return None
@@ -170,21 +169,6 @@ def critic_value(policy: TrainedPolicy, seen: np.ndarray, actions: np.ndarray) -
     return torch.cat(qs, dim=1).min(dim=1).values.numpy().astype(np.float64)
 
 
-def learner_view(
-    policy: TrainedPolicy, obs: np.ndarray, env
-) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
-    """(base action or None, what the learner sees, its deterministic action, the twin's action) at ``obs``;
-    advances a residual heuristic's slot count like one ``act``."""
-    if policy.residual is None:
-        own, _ = policy.model.predict(obs, deterministic=True)
-        own = np.asarray(own, dtype=np.float32)
-        return None, np.asarray(obs, dtype=np.float32), own, own
-    base, seen = policy.residual.view(obs, env)
-    own, _ = policy.model.predict(seen, deterministic=True)
-    own = np.asarray(own, dtype=np.float32)
-    return base, seen, own, policy.residual.action(base, own)
-
-
 @dataclass(frozen=True)
 class Continuation:
     """How the twin values an action at a probed state: take it, then follow the policy to the day's end,
@@ -212,7 +196,7 @@ class Continuation:
                 residual,
                 deterministic=not self.stochastic,
             )
-            learner_view(follower, obs, env)  # the heuristic answers this slot, as the policy's act would
+            follower.decide(obs, env)  # the heuristic answers this slot, as the policy's act would
             if self.stochastic:
                 torch.manual_seed(draw)  # common random numbers: the same noise for every action compared
             out.append(self.follow(env, follower, first))
@@ -227,7 +211,7 @@ class Continuation:
             if terminated or truncated:
                 break
             action = policy.act(obs, env)
-        _, seen, own, _ = learner_view(policy, obs, env)
+        _, seen, own, _ = policy.decide(obs, env, deterministic=True)
         return ret, discount * float(critic_value(policy, seen, own[None])[0])
 
 
@@ -279,7 +263,7 @@ def probe_state(
     """The rows of one state: ``frozen`` is (env, residual) copied there, before the policy acted on ``obs``."""
     env, residual = copy.deepcopy(frozen)
     here = TrainedPolicy(policy.model, policy.name, policy.run, policy.step, residual)
-    base, seen, own, twin_action = learner_view(here, obs, env)
+    base, seen, own, twin_action = here.decide(obs, env, deterministic=True)
     candidates = [(m, moved(env.unwrapped, twin_action, m)) for m in todo]
     candidates = [
         (m, t, learner_action(here, base, own, twin_action, t)) for m, t in candidates if t is not None

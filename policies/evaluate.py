@@ -116,12 +116,23 @@ class TrainedPolicy:
             self.residual.reset(env)
 
     def act(self, obs, env) -> np.ndarray:
+        return self.decide(obs, env)[-1]
+
+    def decide(
+        self, obs, env, deterministic: bool | None = None
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
+        """(the base heuristic's action or None, what the learner sees, the learner's own action, the twin's
+        action) at ``obs``, acting deterministically or not as the policy does unless ``deterministic`` says. Like
+        ``act`` it answers one slot: a residual's heuristic counts it."""
+        deterministic = self.deterministic if deterministic is None else deterministic
         if self.residual is None:
-            action, _ = self.model.predict(obs, deterministic=self.deterministic)
-            return np.asarray(action, dtype=np.float32)
+            own, _ = self.model.predict(obs, deterministic=deterministic)
+            own = np.asarray(own, dtype=np.float32)
+            return None, np.asarray(obs, dtype=np.float32), own, own
         base, seen = self.residual.view(obs, env)
-        correction, _ = self.model.predict(seen, deterministic=self.deterministic)
-        return self.residual.action(base, correction)
+        own, _ = self.model.predict(seen, deterministic=deterministic)
+        own = np.asarray(own, dtype=np.float32)
+        return base, seen, own, self.residual.action(base, own)
 
 
 def load_trained(path: str | Path, scenario: str | Scenario) -> TrainedPolicy:

@@ -231,10 +231,23 @@ class AIGCTwinEnv(gym.Env):
             )
         if bt.shape != (n,) or (np.abs(bt) > 1).any() or not np.isfinite(bt).all():
             raise ActionError(f"battery must be {n} set points in [-1, 1], got {bt.tolist()}")
-        idx = np.searchsorted(self.step_set, st)
-        span = max(len(self.step_set) - 1, 1)
-        parts = [tr[off], 2 * idx / span - 1, bt]
+        parts = [tr[off], self.steps_coordinate(np.searchsorted(self.step_set, st)), bt]
         return np.clip(np.concatenate(parts), -1, 1).astype(np.float32)
+
+    def steps_coordinate(self, index: Any) -> np.ndarray:
+        """The action value at the centre of step-set entry ``index`` (what ``encode_action`` writes for it)."""
+        return 2 * np.asarray(index) / max(len(self.step_set) - 1, 1) - 1
+
+    def action_index(self, part: str, site: int) -> int:
+        """Where ``site``'s step count (``part="steps"``) or battery set point (``"battery"``) sits in the action
+        vector: the N(N-1) transfer shares come first, then N step counts, then N set points."""
+        n = self.n_dc
+        offsets = {"steps": n * (n - 1), "battery": n * (n - 1) + n}
+        if part not in offsets or not 0 <= site < n:
+            raise ActionError(
+                f"no action index for part {part!r} of site {site} (parts: steps, battery; {n} sites)"
+            )
+        return offsets[part] + site
 
     def decode_action(self, action: Any) -> Decision:
         """The physical decision an action vector stands for (clipped to [-1, 1] first; NaN is an error)."""
@@ -245,7 +258,7 @@ class AIGCTwinEnv(gym.Env):
         if not np.isfinite(a).all():
             raise ActionError("action holds NaN or infinite values")
         a = np.clip(a, -1.0, 1.0)
-        m = n * (n - 1)
+        m, b = self.action_index("steps", 0), self.action_index("battery", 0)
         off = self._off
         tr = np.zeros((n, n))
         # share = max(0, v): the middle of the range (an untrained actor's output) keeps jobs local, and
@@ -253,8 +266,8 @@ class AIGCTwinEnv(gym.Env):
         tr[off] = np.maximum(a[:m], 0.0)
         tr /= np.maximum(tr.sum(axis=1, keepdims=True), 1.0)  # ask for more than all: scaled down
         tr[~off] = 1.0 - tr.sum(axis=1)
-        idx = np.rint((a[m : m + n] + 1) / 2 * (len(self.step_set) - 1)).astype(np.int64)
-        return Decision(tr, self.step_set[idx], idx, a[m + n :].copy())
+        idx = np.rint((a[m:b] + 1) / 2 * (len(self.step_set) - 1)).astype(np.int64)
+        return Decision(tr, self.step_set[idx], idx, a[b:].copy())
 
     # --- gymnasium API ------------------------------------------------------------------------------------
 

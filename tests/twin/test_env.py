@@ -48,6 +48,17 @@ def test_encode_decode_round_trip(tiny_env):
         assert (d.transfer >= -1e-12).all() and np.isin(d.steps, env.step_set).all()
 
 
+def test_action_index_and_steps_coordinate_are_where_encode_writes(tiny_env):
+    env = tiny_env
+    a = env.encode_action(np.zeros((2, 2)), [14, 42], [-0.5, 1.0])
+    idx = np.searchsorted(env.step_set, [14, 42])
+    for site in range(2):
+        assert a[env.action_index("steps", site)] == pytest.approx(env.steps_coordinate(idx[site]))
+    assert [a[env.action_index("battery", site)] for site in range(2)] == [-0.5, 1.0]
+    with pytest.raises(ActionError, match="no action index"):
+        env.action_index("transfer", 0)
+
+
 def test_bad_actions_fail_clearly(tiny_env):
     with pytest.raises(ActionError, match="steps"):
         tiny_env.encode_action(np.zeros((2, 2)), [15, 30], [0, 0])
