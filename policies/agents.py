@@ -14,6 +14,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.vec_env import VecEnv
 
 from policies.replay import REWARD_MIXES, ShapedReplayBuffer
 from policies.shapers import (
@@ -28,6 +29,8 @@ from policies.shapers.base import pearson
 
 ALGOS: dict[str, type[OffPolicyAlgorithm]] = {"sac": SAC, "td3": TD3}
 SHAPINGS = ("none", "diffusion", "mlp", "potential", "perfect")
+#: What a learned shaper's period sums regress (``AgentConfig.shaper_labels``).
+SHAPER_LABELS = ("total", "items")
 
 
 class AgentError(ValueError):
@@ -82,6 +85,10 @@ class AgentConfig:
     shaper_uses_action: bool = True
     """condition the diffusion or mlp shaper's r_hat on the action too (false: r_hat(s), whose credit the actor
     cannot steer through the slot's own action)"""
+    shaper_labels: str = "total"
+    """what the diffusion or mlp shaper's period sums regress: total (the settled amount, the paper's) | items (the
+    settlement itemised per site and term, twin.env's info["settled_items"]: revenue, penalties, energy cost,
+    transfer cost, as a site's bills and an ASP's invoices would list them; one r_hat per item, summed)"""
     shaper_hidden: int = 256
     """hidden width of the shaper networks"""
     shaper_lr: float = 3e-4
@@ -102,7 +109,7 @@ class AgentConfig:
 
 #: ``AgentConfig`` fields only a shaper reads (a run without shaping is the same run whatever they are), those only
 #: the diffusion shaper reads, and those only SAC (or only TD3) reads.
-SHAPER_SETTINGS = ("eta", "eta_decay_steps", "shaper_uses_action", "shaper_hidden", "shaper_lr", "shaping_start",
+SHAPER_SETTINGS = ("eta", "eta_decay_steps", "shaper_uses_action", "shaper_labels", "shaper_hidden", "shaper_lr", "shaping_start",
                    "shaper_fit_every", "shaper_updates", "shaper_periods", "shaper_max_slots")  # fmt: skip
 DIFFUSION_SETTINGS = ("shaper_steps", "latent", "schedule")
 ALGO_SETTINGS = {"sac": ("ent_coef",), "td3": ("td3_noise",)}
@@ -124,6 +131,7 @@ def check_config(cfg: AgentConfig) -> None:
 
     check_choice("noise schedule", cfg.schedule, SCHEDULES)
     check_choice("reward mix", cfg.reward_mix, REWARD_MIXES)
+    check_choice("shaper labels", cfg.shaper_labels, SHAPER_LABELS)
     sac_ent_coef(cfg.ent_coef)
     at_least_one = ("buffer_size", "batch_size", "train_freq", "gradient_steps", "net_width", "shaper_steps", "latent",
                     "shaper_hidden", "shaper_fit_every", "shaper_updates", "shaper_periods", "shaper_max_slots")  # fmt: skip
@@ -163,10 +171,38 @@ def sac_ent_coef(value: str) -> str | float:
     return text if text.startswith("auto") else number
 
 
-def build_shaper(shaping: str, obs_dim: int, act_dim: int, cfg: AgentConfig) -> RewardShaper | None:
-    """The shaper named by ``shaping`` ("none" gives None), on ``cfg.device``."""
+def shaper_items(env, shaping: str, cfg: AgentConfig) -> int:
+    """How many outputs ``shaping``'s shaper needs on ``env``: the items ``env`` itemises its settlements into
+    (``info["settled_items"]``) when ``cfg.shaper_labels`` is ``items``, else 1; one-line error if it has none."""
+    if cfg.shaper_labels != "items" or shaping == "none":
+        return 1
+    try:
+        names = (
+            env.get_attr("settlement_items")[0]
+            if isinstance(env, VecEnv)
+            else env.get_wrapper_attr("settlement_items")
+        )
+    except AttributeError:
+        names = ()
+    if not names:
+        raise AgentError("shaper labels 'items' need an environment that itemises its settlements (the twin)")
+    return len(names)
+
+
+def build_shaper(
+    shaping: str, obs_dim: int, act_dim: int, cfg: AgentConfig, items: int = 1
+) -> RewardShaper | None:
+    """The shaper named by ``shaping`` ("none" gives None), on ``cfg.device``; ``items`` outputs where
+    ``cfg.shaper_labels`` is ``items`` (``shaper_items``)."""
     check_choice("shaping", shaping, SHAPINGS)
-    common = {"hidden": cfg.shaper_hidden, "lr": cfg.shaper_lr, "uses_action": cfg.shaper_uses_action}
+    check_choice("shaper labels", cfg.shaper_labels, SHAPER_LABELS)
+    itemised = cfg.shaper_labels == "items"
+    if itemised and shaping in ("potential", "perfect"):
+        raise AgentError(f"shaper labels 'items' need a diffusion or mlp shaper, got {shaping!r}")
+    common = {
+        "hidden": cfg.shaper_hidden, "lr": cfg.shaper_lr, "uses_action": cfg.shaper_uses_action,
+        "items": items if itemised else 1,
+    }  # fmt: skip
     try:
         if shaping == "diffusion":
             shaper = DiffusionShaper(
@@ -223,7 +259,7 @@ def build_agent(
         sigma = cfg.td3_noise * np.ones(act_dim)
         kwargs["action_noise"] = NormalActionNoise(np.zeros(act_dim), sigma)
     torch.manual_seed(seed)  # the shaper's initial weights are seeded like the networks'
-    shaper = build_shaper(shaping, obs_dim, act_dim, cfg)
+    shaper = build_shaper(shaping, obs_dim, act_dim, cfg, shaper_items(env, shaping, cfg))
     model = ALGOS[algo]("MlpPolicy", env, **kwargs)
     model.replay_buffer.attach_shaper(shaper)
     if tensorboard_log is None:

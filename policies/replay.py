@@ -54,6 +54,7 @@ class ShapedReplayBuffer(ReplayBuffer):
         mix: str = "add",
         settle_key: str = "settled",
         hidden_key: str = "utility",
+        items_key: str = "settled_items",
         **kwargs: Any,
     ):
         if kwargs.get("optimize_memory_usage"):
@@ -64,7 +65,9 @@ class ShapedReplayBuffer(ReplayBuffer):
         if mix == "redistribute" and self.n_envs != 1:  # SB3 draws the sampled envs inside _get_samples
             raise ShaperError(f"reward mix 'redistribute' needs one env, got {self.n_envs}")
         self.eta, self.gamma, self.mix = float(eta), float(gamma), mix
-        self.settle_key, self.hidden_key = settle_key, hidden_key
+        self.settle_key, self.hidden_key, self.items_key = settle_key, hidden_key, items_key
+        # (buffer_size, n_envs, J) itemised settlements on their settlement slots (NaN elsewhere), see _store_items
+        self.items: np.ndarray | None = None
         shape = (self.buffer_size, self.n_envs)
         self.period_ids = np.zeros(shape, dtype=np.int64)  # 0 = never written
         self.period_step = np.zeros(shape, dtype=np.int64)
@@ -101,7 +104,9 @@ class ShapedReplayBuffer(ReplayBuffer):
             self.mix = "add"
             self.period_mean = np.full(self.rewards.shape, np.nan, dtype=np.float32)
             self.period_term = np.zeros(self.rewards.shape, dtype=np.float32)
-        elif "term_unscaled" not in state:  # pickled when period_term held eta * the mean
+        if "items" not in state:  # pickled before settlements were itemised
+            self.items, self.items_key = None, "settled_items"
+        if "mix" in state and "term_unscaled" not in state:  # pickled when period_term held eta * the mean
             self.period_term = self.period_term / self.eta if self.eta else np.zeros_like(self.period_term)
         self.term_unscaled = True
 
@@ -124,6 +129,7 @@ class ShapedReplayBuffer(ReplayBuffer):
             float(info.get(self.hidden_key, np.nan)) * info.get("reward_scale", 1.0) for info in infos
         ]
         self.period_mean[pos], self.period_term[pos] = np.nan, 0.0
+        self._store_items(pos, infos)
         super().add(obs, next_obs, action, reward, done, infos)
         self._cur_step += 1
         for e in np.flatnonzero(self.closes[pos]):
@@ -131,6 +137,23 @@ class ShapedReplayBuffer(ReplayBuffer):
                 slots = self.period_slots(pos, e)
                 self.period_mean[slots, e] = self.rewards[slots, e].mean()
             self._start_period(e)
+
+    def _store_items(self, pos: int, infos: list[dict[str, Any]]) -> None:
+        """Keep an itemised settlement (``info[items_key]``, entries summing to the reward) on its settlement slot;
+        the array is made at the first one seen, so buffers of envs that never itemise carry none."""
+        if self.items is not None:
+            self.items[pos] = np.nan
+        for e, info in enumerate(infos):
+            if self.items_key not in info:
+                continue
+            values = np.asarray(info[self.items_key], dtype=np.float32).reshape(-1)
+            if self.items is None:
+                self.items = np.full((self.buffer_size, self.n_envs, len(values)), np.nan, dtype=np.float32)
+            if len(values) != self.items.shape[-1]:
+                raise ShaperError(
+                    f"info[{self.items_key!r}] has {len(values)} entries, earlier ones {self.items.shape[-1]}"
+                )
+            self.items[pos, e] = values
 
     def period_slots(self, end: int, env_idx: int) -> np.ndarray:
         """Buffer positions of the period that ends at ``end`` (oldest first)."""
@@ -270,6 +293,7 @@ class ShapedReplayBuffer(ReplayBuffer):
             returns=t(returns.astype(np.float32)),
             lengths=t(lengths.astype(np.float32)),
             hidden=t(np.where(mask > 0, self.hidden[idx, envs], np.nan)),
+            items=None if self.items is None else t(self.items[ends_pos[pick], ends_env[pick]]),
         )
 
     def sample_transitions(self, n: int) -> tuple[torch.Tensor, ...]:

@@ -2,7 +2,8 @@
 periods of a finished run's replay buffer and scores it on the later, held-out ones against the hidden per-slot
 reward the buffer keeps for diagnosis (no learner ever trains on it).
 
-    python -m policies.shaper_probe RUN_DIR [--shaping diffusion] [--updates 1000] [--no-action] [--png PATH]
+    python -m policies.shaper_probe RUN_DIR [--shaping diffusion] [--updates 1000] [--no-action]
+                                    [--labels total|items] [--png PATH]
 
 Every ``--every`` fits it reports, on the training and on the held-out periods: the relative error of the
 decomposed period sums (what the fit minimises, the only score a learner could watch) and the correlation of
@@ -26,7 +27,7 @@ import torch
 from stable_baselines3.common.save_util import load_from_pkl
 from tqdm import tqdm
 
-from policies.agents import AgentConfig, AgentError, build_shaper
+from policies.agents import SHAPER_LABELS, AgentConfig, AgentError, build_shaper
 from policies.replay import ShapedReplayBuffer
 from policies.run_dir import BUFFER_FILE, RunDir, RunDirError
 from policies.shapers import RewardShaper, ShaperError
@@ -154,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--every", type=int, default=100, help="score every this many fits; default 100")
     ap.add_argument("--held-out", type=float, default=0.25, help="share of the latest periods held out")
     ap.add_argument("--no-action", action="store_true", help="condition r_hat on the state alone")
+    ap.add_argument(
+        "--labels", choices=SHAPER_LABELS,
+        help="fit the settled amounts (total) or their items (the run must have stored itemised settlements); "
+        "default: the run's",
+    )  # fmt: skip
     ap.add_argument("--shaper-hidden", type=int, help="hidden width instead of the run's")
     ap.add_argument("--seed", type=int, default=0, help="seed of the shaper's weights and of the sampling")
     ap.add_argument("--csv", type=Path, help="write the table here")
@@ -173,12 +179,21 @@ def main(argv: list[str] | None = None) -> int:
             raise ProbeError(f"--held-out must be between 0 and 1, got {args.held_out}")
         buffer, cfg = load_run(args.run)
         cfg = replace(cfg, shaper_uses_action=not args.no_action, device="cpu")
+        if args.labels is not None:
+            cfg = replace(cfg, shaper_labels=args.labels)
+        items = 1
+        if cfg.shaper_labels == "items":
+            if buffer.items is None:
+                raise ProbeError(
+                    f"{args.run}: its buffer stored no itemised settlements (fit --labels total)"
+                )
+            items = buffer.items.shape[-1]
         if args.shaper_hidden is not None:
             cfg = replace(cfg, shaper_hidden=args.shaper_hidden)
         torch.manual_seed(args.seed)
         np.random.seed(args.seed)  # noqa: NPY002 (the buffer samples from the global RNG, as SB3 seeds it)
         buffer.device = torch.device("cpu")
-        shaper = build_shaper(args.shaping, buffer.obs_shape[0], buffer.action_dim, cfg)
+        shaper = build_shaper(args.shaping, buffer.obs_shape[0], buffer.action_dim, cfg, items)
         table = probe(
             buffer, shaper, cfg, updates=args.updates, every=args.every, held_out=args.held_out,
             progress=not args.no_progress,
@@ -190,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.csv:
         write_csv_atomic(args.csv, table)
     if args.png:
-        inputs = "s" if args.no_action else "s, a"
+        inputs = ("s" if args.no_action else "s, a") + (", itemised" if cfg.shaper_labels == "items" else "")
         title = f"{args.shaping} r_hat({inputs}) refitted on {args.run.name} (held out: the last {args.held_out:g})"
         probe_figure(table, args.png, title)
     return 0

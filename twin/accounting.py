@@ -28,6 +28,10 @@ class Tariffs:
     min_quality: float
 
 
+#: The terms of a DC's utility an itemised settlement lists (``SlotMoney.items``), in that order.
+ITEM_TERMS = ("revenue", "penalty", "energy_cost", "transfer_cost")
+
+
 @dataclass
 class SlotMoney:
     """Money of one slot (currency); arrays are per DC where the term belongs to a site."""
@@ -49,6 +53,11 @@ class SlotMoney:
     @property
     def utility(self) -> np.ndarray:
         return self.revenue - self.penalty - self.energy_cost - self.transfer_cost
+
+    def items(self) -> np.ndarray:
+        """(N, len(ITEM_TERMS)) the terms of ``utility`` per DC, signed as they add up to it (what an itemised
+        bill and invoice per site would list: costs negative)."""
+        return np.stack([self.revenue, -self.penalty, -self.energy_cost, -self.transfer_cost], axis=1)
 
     def totals(self) -> dict[str, float]:
         """Scalar totals over DCs (the info dict's money keys)."""

@@ -86,7 +86,10 @@ class AIGCTwinEnv(gym.Env):
     ## Rewards
     ``dense``: ``reward_scale`` x the slot's utility (revenue - penalties - energy cost - transfer cost).
     ``sparse``: ``reward_scale`` x the summed utility of the settlement period, paid on settlement slots
-    (``info["settled"]``) and 0 elsewhere. Unscaled money terms are always in ``info``.
+    (``info["settled"]``) and 0 elsewhere. Unscaled money terms are always in ``info``. A settlement slot's
+    ``info["settled_items"]`` itemises what it pays, per DC and term (``settlement_items`` names them, costs
+    negative, in reward units; they sum to the reward): what a site's electricity bill and an ASP's invoices
+    would list for the period, for learners that decompose the settlement (``policies/shapers``).
 
     ## Starting State
     A day of the chosen split (``reset(options={"split": "train" | "eval", "day": ...})``), empty queues,
@@ -185,6 +188,7 @@ class AIGCTwinEnv(gym.Env):
         self._queue = np.zeros((n, self.scenario.jobs.max_wait_slots + 1, k, n), dtype=np.int64)
         self._stored = self.assets.initial_energy_kwh()
         self._pending = 0.0  # utility since the last settlement
+        self._pending_items = np.zeros((n, len(accounting.ITEM_TERMS)))  # and its terms per DC
         self._last_images = np.zeros(n)
         self._ex = self._episode_arrays(day, arrivals)
 
@@ -322,12 +326,21 @@ class AIGCTwinEnv(gym.Env):
             en.grid_import, en.export, ex["price"][t], ex["export_price"][t], settle_batt,
         )  # fmt: skip
         utility = float(money.utility.sum())
+        self._pending_items += money.items()
         reward, settled = self._reward(utility, last)
         info = self._info(comp, en, money, dec, settled)
+        if settled:
+            info["settled_items"] = self.scenario.reward_scale * self._pending_items.reshape(-1)
+            self._pending_items = np.zeros_like(self._pending_items)
         self._queue, self._stored = comp.queue, en.soc_kwh
         self._last_images = np.einsum("ok,k->o", self._arrivals[t], self.images).astype(float)
         self._t += 1
         return self._observation(), reward, False, last, info
+
+    @property
+    def settlement_items(self) -> tuple[str, ...]:
+        """Names of ``info["settled_items"]``'s entries: ``<dc>:<term>``, DC-major."""
+        return tuple(f"{d.name}:{t}" for d in self.scenario.datacenters for t in accounting.ITEM_TERMS)
 
     def _reward(self, utility: float, last: bool) -> tuple[float, bool]:
         sc = self.scenario

@@ -24,7 +24,9 @@ class PeriodBatch:
     """Transitions of ``P`` complete settlement periods, ``K`` sampled slots each (padded, see ``mask``).
 
     ``scale`` is ``L / K_used`` per period (randomised return decomposition: the sum over a random subset of
-    a period's slots, scaled, estimates the sum over the whole period). ``hidden`` is a diagnostic per-slot
+    a period's slots, scaled, estimates the sum over the whole period). ``items`` is the settlement itemised
+    (per site and term, ``twin.env``'s ``settled_items``) where the environment reports it: J labels per period
+    instead of one, for a shaper with ``items = J`` outputs. ``hidden`` is a diagnostic per-slot
     value from ``info``, the slot's own reward (NaN where absent); no learned shaper trains on it.
     """
 
@@ -39,6 +41,9 @@ class PeriodBatch:
     returns: torch.Tensor  # (P,) settled amount: sum of raw rewards over the whole period
     lengths: torch.Tensor  # (P,) period length L in slots
     hidden: torch.Tensor  # (P, K) diagnostic per-slot value (NaN where absent)
+    items: torch.Tensor | None = (
+        None  # (P, J) itemised settled amounts, summing to ``returns`` (None: not itemised)
+    )
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -91,16 +96,21 @@ class RewardShaper(nn.Module, ABC):
         lr: float = 3e-4,
         reward_bound: float | None = None,
         uses_action: bool = True,
+        items: int = 1,
     ):
         super().__init__()
         if obs_dim < 1 or act_dim < 1:
             raise ShaperError(f"obs_dim and act_dim must be >= 1, got {obs_dim} and {act_dim}")
+        if items < 1:
+            raise ShaperError(f"a shaper needs >= 1 output (settlement items), got {items}")
         if reward_bound is not None and not reward_bound > 0:
             raise ShaperError(f"reward_bound must be > 0, got {reward_bound}")
         self.obs_dim, self.act_dim, self.lr = obs_dim, act_dim, lr
         # uses_action=False: r_hat(s), a credit the actor cannot steer through the slot's own action
         self.uses_action = uses_action
         self.input_dim = obs_dim + act_dim if uses_action else obs_dim
+        # items > 1: one r_hat per item of an itemised settlement, each fitted to its own amount; r_hat is their sum
+        self.items = items
         self.fixed_bound = reward_bound is not None
         # 0 means "not estimated yet": the shaper outputs 0 until it has seen a settled period.
         self.register_buffer("bound", torch.tensor(float(reward_bound or 0.0)))
@@ -123,8 +133,12 @@ class RewardShaper(nn.Module, ABC):
         return int(self.n_updates) > 0
 
     @abstractmethod
+    def item_rewards(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Per-sample r_hat(s, a) of each settlement item, each in [-bound, bound], shape (B, items)."""
+
     def step_reward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Per-sample r_hat(s, a) in [-bound, bound], shape (B,)."""
+        """Per-sample r_hat(s, a), the sum over items, shape (B,)."""
+        return self.item_rewards(obs, actions).sum(dim=-1)
 
     def shaping_term(
         self,
@@ -137,9 +151,25 @@ class RewardShaper(nn.Module, ABC):
         """The term the buffer adds (times eta) to each sampled reward, shape (B,)."""
         return self.step_reward(obs, actions)
 
+    def targets(self, batch: PeriodBatch) -> torch.Tensor:
+        """What the outputs' period sums regress, (P, items): the settled amounts, or their items."""
+        if self.items == 1:
+            return batch.returns.unsqueeze(-1)
+        if batch.items is None or torch.isnan(batch.items).any():
+            raise ShaperError(
+                "the shaper fits itemised settlements but some settlement periods carry none "
+                "(the environment does not report info['settled_items'])"
+            )
+        if batch.items.shape[-1] != self.items:
+            raise ShaperError(
+                f"settlements list {batch.items.shape[-1]} items, the shaper has {self.items} outputs"
+            )
+        return batch.items
+
     def bound_target(self, batch: PeriodBatch) -> float:
-        """The tanh bound implied by a batch: headroom times the largest per-slot mean reward of a period."""
-        return BOUND_HEADROOM * float((batch.returns.abs() / batch.lengths.clamp(min=1)).max())
+        """The tanh bound implied by a batch: headroom times the largest per-slot mean amount of a period (of an
+        item, for an itemising shaper)."""
+        return BOUND_HEADROOM * float((self.targets(batch).abs() / batch.lengths.clamp(min=1)[:, None]).max())
 
     def update_bound(self, batch: PeriodBatch) -> None:
         """Grow (never shrink) the output bound so r_hat can represent every period seen."""
@@ -147,14 +177,18 @@ class RewardShaper(nn.Module, ABC):
             self.bound.fill_(max(float(self.bound), self.bound_target(batch)))
 
     def loss(self, batch: PeriodBatch) -> tuple[torch.Tensor, dict[str, float]]:
-        """Return-decomposition loss: (scale * sum_k r_hat - R)^2, normalised by bound^2 to be scale-free."""
+        """Return-decomposition loss: (scale * sum_k r_hat - R)^2, normalised by bound^2 to be scale-free; with
+        items, the same per item, summed over items."""
         p, k = batch.mask.shape
-        r_hat = self.step_reward(batch.obs.reshape(p * k, -1), batch.actions.reshape(p * k, -1)).reshape(p, k)
-        pred = batch.scale * (r_hat * batch.mask).sum(dim=1)
+        obs, actions = batch.obs.reshape(p * k, -1), batch.actions.reshape(p * k, -1)
+        r_hat = self.item_rewards(obs, actions).reshape(p, k, self.items)
+        pred = batch.scale[:, None] * (r_hat * batch.mask[..., None]).sum(dim=1)  # (P, items)
         norm = (self.bound * batch.lengths).clamp(min=1e-8) ** 2
-        loss = ((pred - batch.returns) ** 2 / norm).mean()
-        rel = (pred.detach() - batch.returns).abs().mean() / batch.returns.abs().mean().clamp(min=1e-8)
-        diag = {"decomp_rel_err": float(rel), "r_hat_mean": float(r_hat.detach()[batch.mask > 0].mean())}
+        loss = (((pred - self.targets(batch)) ** 2).sum(dim=-1) / norm).mean()
+        total = pred.detach().sum(dim=-1)
+        rel = (total - batch.returns).abs().mean() / batch.returns.abs().mean().clamp(min=1e-8)
+        r_sum = r_hat.detach().sum(dim=-1)
+        diag = {"decomp_rel_err": float(rel), "r_hat_mean": float(r_sum[batch.mask > 0].mean())}
         return loss, diag
 
     def fit_batch(self, batch: PeriodBatch) -> dict[str, float]:

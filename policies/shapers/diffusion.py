@@ -16,7 +16,7 @@ distribution of latents to denoise towards); the MSE on period sums also penalis
 The model (DRESS's sizes, paper summary: W = 5 best of {3, 5, 7}, M = 128 best of {64, 128, 256}):
 x_W ~ N(0, I_M); for t = W..1 an MLP denoiser eps_theta(x_t, emb(t), enc(s, a)) with Mish predicts the
 noise, the DDPM posterior gives x_{t-1} from the predicted x_0 clipped to [-1, 1] (Diffusion-QL's
-``clip_denoised``); a linear head maps x_0 to a scalar, squashed by ``bound * tanh``. r_hat is computed per
+``clip_denoised``); a linear head maps x_0 to a scalar (one per item of an itemised settlement, summed), squashed by ``bound * tanh``. r_hat is computed per
 sample: every sample draws its own noise and has its own condition. Measured on the twin's tiny scenario
 (random-policy transitions, 300 fits of 32 periods): the correlation of r_hat with the hidden per-slot
 utility reached 0.74 with the clipping and 0.26 without it.
@@ -89,8 +89,11 @@ class DiffusionShaper(RewardShaper):
         lr: float = 3e-4,
         reward_bound: float | None = None,
         uses_action: bool = True,
+        items: int = 1,
     ):
-        super().__init__(obs_dim, act_dim, lr=lr, reward_bound=reward_bound, uses_action=uses_action)
+        super().__init__(
+            obs_dim, act_dim, lr=lr, reward_bound=reward_bound, uses_action=uses_action, items=items
+        )
         if latent < 1 or hidden < 1:
             raise ShaperError(f"latent size and hidden width must be >= 1, got {latent} and {hidden}")
         self.steps, self.latent, self.clip_denoised = steps, latent, clip_denoised
@@ -107,7 +110,7 @@ class DiffusionShaper(RewardShaper):
         self.register_buffer("post_std", (betas * (1 - ab_prev) / (1 - ab)).clamp(min=1e-20).sqrt())
         self.encoder = mlp([self.input_dim, hidden, hidden])
         self.denoiser = Denoiser(latent, hidden, hidden)
-        self.head = nn.Linear(latent, 1)
+        self.head = nn.Linear(latent, items)
         # r_hat starts at exactly 0 (no noise injected into the critic before any fit); gradients still reach
         # the head first and then, through it, the chain.
         nn.init.zeros_(self.head.weight)
@@ -127,8 +130,13 @@ class DiffusionShaper(RewardShaper):
                 x = x + self.post_std[i] * torch.randn_like(x)
         return x
 
-    def step_reward(
+    def item_rewards(
         self, obs: torch.Tensor, actions: torch.Tensor, noise: torch.Tensor | None = None
     ) -> torch.Tensor:
         cond = self.encoder(self.inputs(obs, actions))
-        return self.bound * torch.tanh(self.head(self.denoise(cond, noise)).squeeze(-1))
+        return self.bound * torch.tanh(self.head(self.denoise(cond, noise)))
+
+    def step_reward(
+        self, obs: torch.Tensor, actions: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.item_rewards(obs, actions, noise).sum(dim=-1)

@@ -24,11 +24,14 @@ class MLPShaper(RewardShaper):
         lr: float = 3e-4,
         reward_bound: float | None = None,
         uses_action: bool = True,
+        items: int = 1,
     ):
-        super().__init__(obs_dim, act_dim, lr=lr, reward_bound=reward_bound, uses_action=uses_action)
+        super().__init__(
+            obs_dim, act_dim, lr=lr, reward_bound=reward_bound, uses_action=uses_action, items=items
+        )
         if hidden < 1 or layers < 1:
             raise ShaperError(f"hidden width and layer count must be >= 1, got {hidden} and {layers}")
-        self.net = mlp([self.input_dim, *([hidden] * layers), 1])
+        self.net = mlp([self.input_dim, *([hidden] * layers), items])
 
-    def step_reward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        return self.bound * torch.tanh(self.net(self.inputs(obs, actions)).squeeze(-1))
+    def item_rewards(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.bound * torch.tanh(self.net(self.inputs(obs, actions)))

@@ -36,7 +36,7 @@ class PotentialShaper(RewardShaper):
     def potential(self, obs: torch.Tensor) -> torch.Tensor:
         return self.bound * torch.tanh(self.net(obs).squeeze(-1))
 
-    def step_reward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def item_rewards(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError("a potential shaper has no r_hat(s, a); use shaping_term")
 
     def shaping_term(

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from policies.agents import AgentConfig, ShaperCallback, build_agent
+from policies.agents import AgentConfig, AgentError, ShaperCallback, build_agent, build_shaper
 from policies.delayed import SettlementWrapper
 from policies.train import main
 
@@ -156,6 +156,35 @@ def test_cli_trains_checkpoints_and_resumes(tmp_path, env_cli_args, capsys):
     assert len(list((run / "checkpoints").glob("step_*"))) <= 2  # older ones pruned
 
 
+def test_itemised_shaper_trains_checkpoints_and_resumes(tmp_path, env_cli_args):
+    if "--scenario" not in env_cli_args:
+        pytest.skip("the twin's tiny scenario is not available: only the twin itemises its settlements")
+    run = tmp_path / "run"
+    base = [*env_cli_args, "--algo", "sac", "--shaping", "diffusion", "--shaper-labels", "items"]
+    assert (
+        main([*base, "--run-dir", str(run), *CLI_SMALL, "--total-steps", "96", "--checkpoint-every", "48"])
+        == 0
+    )
+    assert main(["--resume", "--run-dir", str(run), "--total-steps", "144", "--no-progress"]) == 0
+    saved = torch.load(run / "checkpoints" / "step_0000000144" / "shaper.pt", weights_only=False)
+    items = len(twin_tiny().unwrapped.settlement_items)
+    assert saved["state"]["head.weight"].shape == (items, 16)  # one output per item, restored as built
+    assert saved["state"]["n_updates"] > 0 and saved["state"]["bound"] > 0
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert np.isfinite(metrics["shaper/loss"].dropna()).all() and metrics["shaper/loss"].notna().any()
+
+
+def test_itemised_labels_need_a_learned_shaper_and_an_itemising_env():
+    with pytest.raises(AgentError, match="itemises its settlements"):
+        build_agent("sac", sparse_pendulum(), "mlp", dataclasses.replace(TINY, shaper_labels="items"), seed=0)
+    with pytest.raises(AgentError, match="need a diffusion or mlp shaper"):
+        build_shaper("potential", 3, 2, dataclasses.replace(TINY, shaper_labels="items"), 4)
+    _, shaper = build_agent(
+        "sac", sparse_pendulum(), "none", dataclasses.replace(TINY, shaper_labels="items"), seed=0
+    )
+    assert shaper is None  # no shaper, nothing itemised to fit: the setting is unused
+
+
 def test_a_run_without_tensorboard_leaves_no_logger_folder_and_still_logs_its_losses(
     tmp_path, env_cli_args, monkeypatch
 ):
@@ -178,6 +207,7 @@ def test_bad_input_is_one_line(tmp_path, capsys):
         (["--shaping", "magic"], "unknown shaping"),
         (["--ent-coef", "auto_x"], "entropy coefficient must be"),
         (["--eta-decay-steps", "-1"], "--eta-decay-steps must be >= 0"),
+        (["--shaper-labels", "bills"], "unknown shaper labels"),
         (["--gamma", "1.5"], "--gamma must be a discount in [0, 1]"),
         (["--resume"], "--resume needs --run-dir"),
         (["--resume", "--run-dir", str(tmp_path)], "no config.json"),

@@ -91,6 +91,16 @@ def test_money_adds_up(tiny, mode):
         assert settled.sum() == env.slots // tiny.settlement_slots and settled[-1]
     else:
         assert settled.all()
+    # the itemised settlement: per DC and term, on settlement slots only, adding up to what each pays
+    assert all(("settled_items" in i) == i["settled"] for i in infos)
+    items = np.array([i["settled_items"] for i in infos if i["settled"]])
+    assert items.shape[1] == len(env.settlement_items) == 2 * 4
+    np.testing.assert_allclose(items.sum(axis=1), rewards[settled], rtol=1e-9, atol=1e-12)
+    by_name = dict(zip(env.settlement_items, items.sum(axis=0), strict=True))
+    scale = tiny.reward_scale
+    for term, sign in (("revenue", 1), ("penalty", -1), ("energy_cost", -1), ("transfer_cost", -1)):
+        per_dc = sum(by_name[f"{d.name}:{term}"] for d in tiny.datacenters)
+        assert per_dc == pytest.approx(sign * scale * sum(i[term] for i in infos), rel=1e-9, abs=1e-12)
 
 
 def test_energy_balance_battery_bounds_and_job_conservation(tiny):
