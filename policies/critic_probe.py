@@ -19,7 +19,12 @@ count to the neighbouring entry of the step set (below and above), its battery s
 - ``true_dg_boot``: ``true_dg`` plus the critic's discounted estimate of the difference of the two day-end
   states' values: what the critic's own targets would add, since SB3 bootstraps past the day's truncation;
 - ``critic_q`` and ``true_g_boot``: the levels, Q(s, a) and the unmoved continuation's discounted return plus
-  that bootstrap (the value Q(s, a) estimates).
+  that bootstrap (the value Q(s, a) estimates);
+- for a checkpoint saved with a learned shaper (a checkpoint folder, ``latest`` included; ``best/`` keeps none):
+  ``shaper_dr``, the change of r_hat(s, a) (a diffusion shaper's averaged over ``SHAPER_DRAWS`` common draws),
+  and ``true_dr``, the change of the slot's own reward in the twin: what a flawless per-slot credit (the
+  ``perfect`` shaper) would assign the move. At gamma 0 with ``reward_mix=redistribute`` and eta 1 r_hat is the
+  only thing the actor's objective depends on the action through, so its ranking is the policy's signal.
 
 The signs are what a policy gradient follows: a critic whose ``critic_dq`` disagrees in sign with ``true_dg`` pushes
 the actor the wrong way however dense or well shaped the reward it was trained on. Comparing the deterministic
@@ -32,7 +37,7 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import gymnasium as gym
@@ -41,10 +46,12 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from policies.agents import AgentConfig, AgentError, build_shaper, flat_dims, shaper_items
 from policies.eval_callback import DAY_SEED0, held_out_days, is_twin
 from policies.evaluate import EvaluateError, TrainedPolicy, load_policy
 from policies.experiment_env import EnvSpec, RestrictedActions, VariantError, make_env
 from policies.run_dir import RunDir, RunDirError, best_state, checkpoint_step
+from policies.shapers import RewardShaper
 from traces.atomic import write_csv_atomic
 
 #: The decisions a probe can move, one site at a time.
@@ -68,11 +75,32 @@ class Move:
 
 @dataclass
 class Checkpoint:
-    """A saved policy of the run: its name (``best``, ``latest`` or a checkpoint folder), step and policy."""
+    """A saved policy of the run: its name (``best``, ``latest`` or a checkpoint folder), step and policy, and the
+    reward shaper saved with it (checkpoint folders of a run with a learned shaper; ``best/`` keeps none)."""
 
     name: str
     step: int
     policy: TrainedPolicy
+    shaper: RewardShaper | None = None
+
+
+def load_shaper(folder: Path, cfg: dict, env: gym.Env, policy: TrainedPolicy) -> RewardShaper | None:
+    """The learned shaper (diffusion or mlp) saved in a checkpoint ``folder``, or None (no shaper.pt, or the run's
+    shaping has no r_hat(s, a))."""
+    shaping = str(cfg.get("shaping"))
+    if shaping not in ("diffusion", "mlp") or not (folder / "shaper.pt").is_file():
+        return None
+    agent = AgentConfig(**{f.name: cfg[f.name] for f in fields(AgentConfig) if f.name in cfg})
+    agent = replace(agent, device="cpu")
+    obs_dim, act_dim = flat_dims(policy.model)
+    try:
+        shaper = build_shaper(shaping, obs_dim, act_dim, agent, shaper_items(env, shaping, agent))
+        shaper.load_state_dict(
+            torch.load(folder / "shaper.pt", map_location="cpu", weights_only=False)["state"]
+        )
+    except (AgentError, RuntimeError, KeyError) as exc:
+        raise CriticProbeError(f"{folder}: cannot load its shaper: {exc}") from None
+    return shaper.eval()
 
 
 def run_env(run: RunDir, cfg: dict) -> gym.Env:
@@ -93,9 +121,9 @@ def run_env(run: RunDir, cfg: dict) -> gym.Env:
     return env
 
 
-def load_checkpoints(run: RunDir, cfg: dict, names: list[str]) -> list[Checkpoint]:
+def load_checkpoints(run: RunDir, cfg: dict, names: list[str], env: gym.Env) -> list[Checkpoint]:
     """The run's policies named ``names``: ``best`` (best on validation days), ``latest`` (its latest checkpoint)
-    or a checkpoint folder's name (``step_0000004000``)."""
+    or a checkpoint folder's name (``step_0000004000``), with their shapers where saved."""
     out = []
     for name in names:
         if name == "best":
@@ -106,7 +134,8 @@ def load_checkpoints(run: RunDir, cfg: dict, names: list[str]) -> list[Checkpoin
             step = checkpoint_step(folder) if folder is not None and folder.is_dir() else -1
         if folder is None or step < 0 or not (folder / "model.zip").is_file():
             raise CriticProbeError(f"{run.path}: no {name!r} checkpoint with a model.zip")
-        out.append(Checkpoint(name, step, load_policy(run, cfg, folder / "model.zip", step)))
+        policy = load_policy(run, cfg, folder / "model.zip", step)
+        out.append(Checkpoint(name, step, policy, load_shaper(folder, cfg, env, policy)))
     return out
 
 
@@ -169,6 +198,23 @@ def critic_value(policy: TrainedPolicy, seen: np.ndarray, actions: np.ndarray) -
     return torch.cat(qs, dim=1).min(dim=1).values.numpy().astype(np.float64)
 
 
+#: Noise draws averaged per r_hat of a diffusion shaper (the same draws for every action compared).
+SHAPER_DRAWS = 16
+
+
+def shaper_value(shaper: RewardShaper, seen: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """r_hat(seen, action) for each row of ``actions`` (learner actions, as the replay buffer stores them); a
+    diffusion shaper's averaged over ``SHAPER_DRAWS`` chains whose noise is common to the rows."""
+    obs = torch.as_tensor(np.repeat(seen[None], SHAPER_DRAWS, axis=0), dtype=torch.float32)
+    out = []
+    with torch.no_grad():
+        for action in np.asarray(actions, dtype=np.float32):
+            torch.manual_seed(0)  # common random numbers across the actions compared
+            act = torch.as_tensor(np.repeat(action[None], SHAPER_DRAWS, axis=0))
+            out.append(float(shaper.step_reward(obs, act).mean()))
+    return np.asarray(out, dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class Continuation:
     """How the twin values an action at a probed state: take it, then follow the policy to the day's end,
@@ -184,7 +230,7 @@ class Continuation:
     def value(self, frozen: tuple, policy: TrainedPolicy, obs: np.ndarray, first: np.ndarray) -> np.ndarray:
         """Mean over the draws of (the discounted return of twin action ``first`` at the state ``frozen`` =
         (env, residual) copied before the policy acted on ``obs``; gamma^slots x the critic's value of the
-        day-end state at the policy's deterministic action)."""
+        day-end state at the policy's deterministic action; the reward of the slot ``first`` acts in)."""
         out = []
         for draw in range(self.samples):
             env, residual = copy.deepcopy(frozen)
@@ -202,17 +248,20 @@ class Continuation:
             out.append(self.follow(env, follower, first))
         return np.mean(out, axis=0)
 
-    def follow(self, env: gym.Env, policy: TrainedPolicy, first: np.ndarray) -> tuple[float, float]:
-        ret, discount, action = 0.0, 1.0, first
+    def follow(self, env: gym.Env, policy: TrainedPolicy, first: np.ndarray) -> tuple[float, float, float]:
+        """(discounted return, discounted bootstrap, the first slot's own reward: what a flawless per-slot credit
+        assigns the action)"""
+        ret, discount, action, now = 0.0, 1.0, first, None
         while True:
             obs, _, terminated, truncated, info = env.step(action)
+            now = self.scale * float(info["utility"]) if now is None else now
             ret += discount * self.scale * float(info["utility"])
             discount *= self.gamma
             if terminated or truncated:
                 break
             action = policy.act(obs, env)
         _, seen, own, _ = policy.decide(obs, env, deterministic=True)
-        return ret, discount * float(critic_value(policy, seen, own[None])[0])
+        return ret, discount * float(critic_value(policy, seen, own[None])[0]), now
 
 
 def probe_checkpoint(
@@ -244,7 +293,8 @@ def probe_checkpoint(
                 # copy before the policy acts: a residual's heuristic counts the slots it answers
                 frozen = copy.deepcopy((env, policy.residual))
                 where = {"checkpoint": ckpt.name, "step": ckpt.step, "day": day, "slot": slot}
-                rows += [{**where, **row} for row in probe_state(frozen, policy, obs, todo, cont, names)]
+                state_rows = probe_state(frozen, policy, obs, todo, cont, names, ckpt.shaper)
+                rows += [{**where, **row} for row in state_rows]
                 bar.update()
             obs, _, terminated, truncated, _ = env.step(policy.act(obs, env))
             done, slot = terminated or truncated, slot + 1
@@ -259,6 +309,7 @@ def probe_state(
     todo: list[Move],
     cont: Continuation,
     names: list[str],
+    shaper: RewardShaper | None = None,
 ) -> list[dict]:
     """The rows of one state: ``frozen`` is (env, residual) copied there, before the policy acted on ``obs``."""
     env, residual = copy.deepcopy(frozen)
@@ -271,19 +322,29 @@ def probe_state(
     candidates = [(m, t, c) for m, t, c in candidates if c is not None]
     if not candidates:
         return []
-    q = critic_value(here, seen, np.stack([own] + [c for _, _, c in candidates]))
-    g0, boot0 = cont.value(frozen, policy, obs, twin_action)
+    learner = np.stack([own] + [c for _, _, c in candidates])
+    q = critic_value(here, seen, learner)
+    r_hat = shaper_value(shaper, seen, learner) if shaper is not None else np.full(len(learner), np.nan)
+    g0, boot0, r0 = cont.value(frozen, policy, obs, twin_action)
     decision = env.unwrapped.decode_action(twin_action)
     rows = []
-    for (m, target, _), q1 in zip(candidates, q[1:], strict=True):
-        g1, boot1 = cont.value(frozen, policy, obs, target)
+    for (m, target, _), q1, r1 in zip(candidates, q[1:], r_hat[1:], strict=True):
+        g1, boot1, now1 = cont.value(frozen, policy, obs, target)
         now = decision.steps[m.site] if m.kind == "steps" else decision.battery[m.site]
         rows.append({
             "site": names[m.site], "dim": m.kind, "direction": "up" if m.direction > 0 else "down",
             "policy_value": float(now), "critic_q": q[0], "true_g_boot": g0 + boot0, "critic_dq": q1 - q[0],
             "true_dg": g1 - g0, "true_dg_boot": g1 - g0 + boot1 - boot0,
+            "shaper_dr": r1 - r_hat[0], "true_dr": now1 - r0,
         })  # fmt: skip
     return rows
+
+
+def agreement(predicted: pd.Series, true: pd.Series) -> tuple[float, float]:
+    """The share of moves whose signs agree (moves worth exactly nothing in the twin left out) and the correlation."""
+    signed = true != 0
+    agree = (np.sign(predicted[signed]) == np.sign(true[signed])).mean() if signed.any() else np.nan
+    return float(agree), float(predicted.corr(true)) if len(true) > 2 else np.nan
 
 
 def summarise(rows: pd.DataFrame) -> pd.DataFrame:
@@ -292,15 +353,18 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     exactly nothing in the twin left out) and the correlation of the two."""
 
     def stats(g: pd.DataFrame) -> pd.Series:
-        signed = g[g.true_dg != 0]
-        agree = (np.sign(signed.critic_dq) == np.sign(signed.true_dg)).mean() if len(signed) else np.nan
-        corr = g.critic_dq.corr(g.true_dg) if len(g) > 2 else np.nan
-        return pd.Series({
+        agree, corr = agreement(g.critic_dq, g.true_dg)
+        out = {
             "n": len(g), "policy": g.policy_value.mean(), "critic_dq": g.critic_dq.mean(),
             "true_dg": g.true_dg.mean(), "true_dg_boot": g.true_dg_boot.mean(),
             "med_abs_dq": g.critic_dq.abs().median(), "med_abs_dg": g.true_dg.abs().median(),
             "sign_agree": agree, "corr": corr,
-        })  # fmt: skip
+        }  # fmt: skip
+        if (
+            "shaper_dr" in g and g.shaper_dr.notna().any()
+        ):  # the shaper's ranking against the slot's own reward
+            out["shaper_sign_agree"], out["shaper_corr"] = agreement(g.shaper_dr, g.true_dr)
+        return pd.Series(out)
 
     keys = ["checkpoint", "step", "dim", "site", "direction"]
     parts = [rows.groupby(keys, sort=False).apply(stats, include_groups=False).reset_index()]
@@ -404,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         moves(env, kinds)  # refuse a bad --dims before loading anything
         default = "best,latest" if run.selects_on_validation() else "latest"
         names = [c.strip() for c in (args.checkpoints or default).split(",") if c.strip()]
-        ckpts = load_checkpoints(run, cfg, names)
+        ckpts = load_checkpoints(run, cfg, names, env)
         cont = Continuation(
             gamma=float(cfg.get("gamma", 0.99)),
             scale=float(env.unwrapped.scenario.reward_scale),

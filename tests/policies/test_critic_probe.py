@@ -47,6 +47,17 @@ def plain_run(tmp_path_factory):
     return tiny_run(tmp_path_factory, "plain")
 
 
+@pytest.fixture(scope="module")
+def shaped_run(tmp_path_factory):
+    """Residual SAC at gamma 0 with an itemising diffusion shaper, the tiny scenario's sparse reward."""
+    return tiny_run(
+        tmp_path_factory, "shaped", "--residual", "price-greedy", "--gamma", "0", "--reward-mode", "sparse",
+        "--reward-mix", "redistribute", "--eta", "1", "--shaping", "diffusion",
+        "--shaper-labels", "items", "--shaper-hidden", "32", "--latent", "16", "--shaping-start", "60",
+        "--shaper-fit-every", "30", "--shaper-updates", "2", "--shaper-periods", "4",
+    )  # fmt: skip
+
+
 def discounted_from(env, policy, day: int, seed: int, slot: int, override, gamma: float, draw=None) -> float:
     """The discounted return from ``slot`` of a whole episode from reset in which the policy acts
     deterministically up to ``slot``, where ``override(action)`` replaces the twin's action, and after it
@@ -95,7 +106,7 @@ def test_the_twin_side_equals_independent_episodes(residual_run, tmp_path, capsy
     run = RunDir(residual_run)
     cfg = run.load_config()
     env = run_env(run, cfg)
-    (ckpt,) = load_checkpoints(run, cfg, ["latest"])
+    (ckpt,) = load_checkpoints(run, cfg, ["latest"], env)
     days = held_out_days(env, 2)
     names = [d.name for d in env.unwrapped.scenario.datacenters]
     steps = rows[rows.dim == "steps"].iloc[-1]
@@ -124,7 +135,7 @@ def test_the_twin_side_equals_independent_episodes(residual_run, tmp_path, capsy
 def test_the_critic_side_is_the_lower_critic(residual_run):
     run = RunDir(residual_run)
     cfg = run.load_config()
-    (ckpt,) = load_checkpoints(run, cfg, ["latest"])
+    (ckpt,) = load_checkpoints(run, cfg, ["latest"], run_env(run, cfg))
     model = ckpt.policy.model
     rng = np.random.default_rng(0)
     seen = rng.uniform(-1, 1, model.observation_space.shape).astype(np.float32)
@@ -167,7 +178,7 @@ def test_a_plain_run_is_probed_on_its_latest_checkpoint_by_default(plain_run, tm
     run = RunDir(plain_run)
     cfg = run.load_config()
     env = run_env(run, cfg)
-    (ckpt,) = load_checkpoints(run, cfg, ["latest"])
+    (ckpt,) = load_checkpoints(run, cfg, ["latest"], env)
     row = rows[rows.dim == "steps"].iloc[0]
     names = [d.name for d in env.unwrapped.scenario.datacenters]
     m = Move("steps", names.index(row.site), 1 if row.direction == "up" else -1)
@@ -176,3 +187,22 @@ def test_a_plain_run_is_probed_on_its_latest_checkpoint_by_default(plain_run, tm
         *args, lambda a: a, cfg["gamma"]
     )
     assert row.true_dg == pytest.approx(gained, rel=1e-9, abs=1e-12)
+
+
+def test_a_shaped_run_has_its_shaper_ranked_against_the_slots_own_reward(shaped_run, tmp_path, capsys):
+    """At gamma 0 the discounted return is the slot's own reward: ``true_dr`` must equal ``true_dg``; the shaper
+    saved with the checkpoint (one output per settlement item) is the one scored."""
+    out = tmp_path / "shaped.csv"
+    argv = [str(shaped_run), "--days", "1", "--stride", str(STRIDE), "--no-progress", "--csv", str(out)]
+    assert main(argv) == 0
+    assert "shaper_sign_agree" in capsys.readouterr().out
+    rows = pd.read_csv(out)
+    assert np.isfinite(rows.shaper_dr).all() and rows.shaper_dr.abs().max() > 0
+    assert np.allclose(rows.true_dr, rows.true_dg, rtol=0, atol=1e-12)
+    run = RunDir(shaped_run)
+    cfg = run.load_config()
+    env = run_env(run, cfg)
+    (ckpt,) = load_checkpoints(run, cfg, ["latest"], env)
+    assert ckpt.shaper.items == len(env.unwrapped.settlement_items) and ckpt.shaper.fitted
+    saved = torch.load(run.latest_checkpoint() / "shaper.pt", weights_only=False)["state"]
+    assert torch.equal(ckpt.shaper.head.weight, saved["head.weight"])
