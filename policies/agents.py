@@ -89,6 +89,10 @@ class AgentConfig:
     """what the diffusion or mlp shaper's period sums regress: total (the settled amount, the paper's) | items (the
     settlement itemised per site and term, twin.env's info["settled_items"]: revenue, penalties, energy cost,
     transfer cost, as a site's bills and an ASP's invoices would list them; one r_hat per item, summed)"""
+    shaper_meters: bool = False
+    """condition the diffusion or mlp shaper's r_hat on the slot's meter readings too (twin.env info["meters"]: per
+    site images served and their quality, jobs late and dropped, energy imported and exported, jobs sent away;
+    quantities an operator logs per slot, no money): r_hat(s, a, m), still fitted to the settlements only"""
     shaper_hidden: int = 256
     """hidden width of the shaper networks"""
     shaper_lr: float = 3e-4
@@ -109,8 +113,8 @@ class AgentConfig:
 
 #: ``AgentConfig`` fields only a shaper reads (a run without shaping is the same run whatever they are), those only
 #: the diffusion shaper reads, and those only SAC (or only TD3) reads.
-SHAPER_SETTINGS = ("eta", "eta_decay_steps", "shaper_uses_action", "shaper_labels", "shaper_hidden", "shaper_lr", "shaping_start",
-                   "shaper_fit_every", "shaper_updates", "shaper_periods", "shaper_max_slots")  # fmt: skip
+SHAPER_SETTINGS = ("eta", "eta_decay_steps", "shaper_uses_action", "shaper_labels", "shaper_meters", "shaper_hidden",
+                   "shaper_lr", "shaping_start", "shaper_fit_every", "shaper_updates", "shaper_periods", "shaper_max_slots")  # fmt: skip
 DIFFUSION_SETTINGS = ("shaper_steps", "latent", "schedule")
 ALGO_SETTINGS = {"sac": ("ent_coef",), "td3": ("td3_noise",)}
 
@@ -171,37 +175,50 @@ def sac_ent_coef(value: str) -> str | float:
     return text if text.startswith("auto") else number
 
 
-def shaper_items(env, shaping: str, cfg: AgentConfig) -> int:
-    """How many outputs ``shaping``'s shaper needs on ``env``: the items ``env`` itemises its settlements into
-    (``info["settled_items"]``) when ``cfg.shaper_labels`` is ``items``, else 1; one-line error if it has none."""
-    if cfg.shaper_labels != "items" or shaping == "none":
-        return 1
+def env_names(env, attr: str) -> tuple[str, ...]:
+    """``attr`` of ``env`` (a gymnasium env through its wrappers, or the first env of a VecEnv), () without it."""
     try:
-        names = (
-            env.get_attr("settlement_items")[0]
-            if isinstance(env, VecEnv)
-            else env.get_wrapper_attr("settlement_items")
-        )
+        return tuple(env.get_attr(attr)[0] if isinstance(env, VecEnv) else env.get_wrapper_attr(attr))
     except AttributeError:
-        names = ()
-    if not names:
-        raise AgentError("shaper labels 'items' need an environment that itemises its settlements (the twin)")
-    return len(names)
+        return ()
+
+
+def shaper_sizes(env, shaping: str, cfg: AgentConfig) -> dict[str, int]:
+    """``build_shaper``'s sizes on ``env``: ``items``, the outputs (the items ``env`` itemises its settlements into
+    where ``cfg.shaper_labels`` is ``items``, else 1), and ``meters``, the meter readings per slot r_hat reads
+    (``env``'s where ``cfg.shaper_meters``, else 0); one-line error where ``env`` reports none."""
+    sizes = {"items": 1, "meters": 0}
+    if shaping == "none":
+        return sizes
+    if cfg.shaper_labels == "items":
+        sizes["items"] = len(env_names(env, "settlement_items"))
+        if not sizes["items"]:
+            raise AgentError(
+                "shaper labels 'items' need an environment that itemises its settlements (the twin)"
+            )
+    if cfg.shaper_meters:
+        sizes["meters"] = len(env_names(env, "meter_names"))
+        if not sizes["meters"]:
+            raise AgentError("--shaper-meters needs an environment that reports meter readings (the twin)")
+    return sizes
 
 
 def build_shaper(
-    shaping: str, obs_dim: int, act_dim: int, cfg: AgentConfig, items: int = 1
+    shaping: str, obs_dim: int, act_dim: int, cfg: AgentConfig, items: int = 1, meters: int = 0
 ) -> RewardShaper | None:
     """The shaper named by ``shaping`` ("none" gives None), on ``cfg.device``; ``items`` outputs where
-    ``cfg.shaper_labels`` is ``items`` (``shaper_items``)."""
+    ``cfg.shaper_labels`` is ``items``, ``meters`` meter readings read where ``cfg.shaper_meters``
+    (``shaper_sizes``)."""
     check_choice("shaping", shaping, SHAPINGS)
     check_choice("shaper labels", cfg.shaper_labels, SHAPER_LABELS)
     itemised = cfg.shaper_labels == "items"
     if itemised and shaping in ("potential", "perfect"):
         raise AgentError(f"shaper labels 'items' need a diffusion or mlp shaper, got {shaping!r}")
+    if cfg.shaper_meters and shaping in ("potential", "perfect"):
+        raise AgentError(f"--shaper-meters needs a diffusion or mlp shaper, got {shaping!r}")
     common = {
         "hidden": cfg.shaper_hidden, "lr": cfg.shaper_lr, "uses_action": cfg.shaper_uses_action,
-        "items": items if itemised else 1,
+        "items": items if itemised else 1, "meters": meters if cfg.shaper_meters else 0,
     }  # fmt: skip
     try:
         if shaping == "diffusion":
@@ -259,7 +276,7 @@ def build_agent(
         sigma = cfg.td3_noise * np.ones(act_dim)
         kwargs["action_noise"] = NormalActionNoise(np.zeros(act_dim), sigma)
     torch.manual_seed(seed)  # the shaper's initial weights are seeded like the networks'
-    shaper = build_shaper(shaping, obs_dim, act_dim, cfg, shaper_items(env, shaping, cfg))
+    shaper = build_shaper(shaping, obs_dim, act_dim, cfg, **shaper_sizes(env, shaping, cfg))
     model = ALGOS[algo]("MlpPolicy", env, **kwargs)
     model.replay_buffer.attach_shaper(shaper)
     if tensorboard_log is None:
@@ -364,8 +381,8 @@ class ShaperCallback(BaseCallback):
         return self.last
 
     def diagnostics(self) -> dict[str, float]:
-        obs, act, nxt, dones, _, hidden = self.buffer.sample_transitions(self.diag_samples)
-        term = self.buffer.shaping_terms(obs, act, nxt, dones, hidden)
+        obs, act, nxt, dones, _, hidden, meters = self.buffer.sample_transitions(self.diag_samples)
+        term = self.buffer.shaping_terms(obs, act, nxt, dones, hidden, meters)
         return {
             "bound": float(self.shaper.bound),
             "term_mean": float(term.mean()),

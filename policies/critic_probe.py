@@ -3,7 +3,8 @@ a finished run's deterministic policy at sampled slots of held-out days and comp
 the change is worth with what it is worth in the twin.
 
     python -m policies.critic_probe RUN_DIR [--checkpoints best,latest] [--days 3] [--stride 24]
-                                    [--dims steps,battery] [--stochastic K] [--csv PATH] [--png PATH]
+                                    [--dims steps,battery] [--stochastic K] [--gamma G] [--csv PATH]
+                                    [--png PATH]
 
 At every ``--stride``-th slot of each day the policy lives, each site's decision is moved one notch: its step
 count to the neighbouring entry of the step set (below and above), its battery set point by
@@ -11,7 +12,7 @@ count to the neighbouring entry of the step set (below and above), its battery s
 
 - ``critic_dq``: min over the critics of Q(s, a') - Q(s, a), a the policy's action and a' the moved one, in the
   learner's own action space (a residual learner's correction moved by exactly what moves the twin's action);
-- ``true_dg``: the difference of the discounted (the run's gamma) return, in reward units (``reward_scale`` x
+- ``true_dg``: the difference of the discounted (the run's gamma, or ``--gamma``) return, in reward units (``reward_scale`` x
   the twin's per-slot utility), of the two continuations: a' (or a) now, then the same policy to the day's
   end, from deep copies of the twin (same arrivals, prices and weather; common random numbers). The policy
   continues deterministically, the policy evaluated, or with ``--stochastic K`` sampling its actions as in
@@ -24,7 +25,9 @@ count to the neighbouring entry of the step set (below and above), its battery s
   ``shaper_dr``, the change of r_hat(s, a) (a diffusion shaper's averaged over ``SHAPER_DRAWS`` common draws),
   and ``true_dr``, the change of the slot's own reward in the twin: what a flawless per-slot credit (the
   ``perfect`` shaper) would assign the move. At gamma 0 with ``reward_mix=redistribute`` and eta 1 r_hat is the
-  only thing the actor's objective depends on the action through, so its ranking is the policy's signal.
+  only thing the actor's objective depends on the action through, so its ranking is the policy's signal. The
+  summary also scores it against ``true_dg``; with ``--gamma 1`` that is the move's effect on the whole rest of
+  the day, what a settlement-sum decomposition is fitted to capture.
 
 The signs are what a policy gradient follows: a critic whose ``critic_dq`` disagrees in sign with ``true_dg`` pushes
 the actor the wrong way however dense or well shaped the reward it was trained on. Comparing the deterministic
@@ -46,7 +49,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from policies.agents import AgentConfig, AgentError, build_shaper, flat_dims, shaper_items
+from policies.agents import AgentConfig, AgentError, build_shaper, flat_dims, shaper_sizes
 from policies.eval_callback import DAY_SEED0, held_out_days, is_twin
 from policies.evaluate import EvaluateError, TrainedPolicy, load_policy
 from policies.experiment_env import EnvSpec, RestrictedActions, VariantError, make_env
@@ -94,7 +97,7 @@ def load_shaper(folder: Path, cfg: dict, env: gym.Env, policy: TrainedPolicy) ->
     agent = replace(agent, device="cpu")
     obs_dim, act_dim = flat_dims(policy.model)
     try:
-        shaper = build_shaper(shaping, obs_dim, act_dim, agent, shaper_items(env, shaping, agent))
+        shaper = build_shaper(shaping, obs_dim, act_dim, agent, **shaper_sizes(env, shaping, agent))
         shaper.load_state_dict(
             torch.load(folder / "shaper.pt", map_location="cpu", weights_only=False)["state"]
         )
@@ -202,16 +205,22 @@ def critic_value(policy: TrainedPolicy, seen: np.ndarray, actions: np.ndarray) -
 SHAPER_DRAWS = 16
 
 
-def shaper_value(shaper: RewardShaper, seen: np.ndarray, actions: np.ndarray) -> np.ndarray:
-    """r_hat(seen, action) for each row of ``actions`` (learner actions, as the replay buffer stores them); a
+def shaper_value(
+    shaper: RewardShaper, seen: np.ndarray, actions: np.ndarray, meters: list[np.ndarray]
+) -> np.ndarray:
+    """r_hat(seen, action) for each row of ``actions`` (learner actions, as the replay buffer stores them), with
+    the slot's meter readings under that action (``meters``, one per row) for a shaper that reads them; a
     diffusion shaper's averaged over ``SHAPER_DRAWS`` chains whose noise is common to the rows."""
-    obs = torch.as_tensor(np.repeat(seen[None], SHAPER_DRAWS, axis=0), dtype=torch.float32)
+
+    def repeat(x: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.repeat(np.asarray(x, dtype=np.float32)[None], SHAPER_DRAWS, axis=0))
+
     out = []
     with torch.no_grad():
-        for action in np.asarray(actions, dtype=np.float32):
+        for action, meter in zip(actions, meters, strict=True):
             torch.manual_seed(0)  # common random numbers across the actions compared
-            act = torch.as_tensor(np.repeat(action[None], SHAPER_DRAWS, axis=0))
-            out.append(float(shaper.step_reward(obs, act).mean()))
+            r_hat = shaper.step_reward(repeat(seen), repeat(action), repeat(meter) if shaper.meters else None)
+            out.append(float(r_hat.mean()))
     return np.asarray(out, dtype=np.float64)
 
 
@@ -227,10 +236,13 @@ class Continuation:
     stochastic: bool = False
     samples: int = 1
 
-    def value(self, frozen: tuple, policy: TrainedPolicy, obs: np.ndarray, first: np.ndarray) -> np.ndarray:
+    def value(
+        self, frozen: tuple, policy: TrainedPolicy, obs: np.ndarray, first: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Mean over the draws of (the discounted return of twin action ``first`` at the state ``frozen`` =
         (env, residual) copied before the policy acted on ``obs``; gamma^slots x the critic's value of the
-        day-end state at the policy's deterministic action; the reward of the slot ``first`` acts in)."""
+        day-end state at the policy's deterministic action; the reward of the slot ``first`` acts in), and the
+        meter readings of that slot (the same in every draw: its action and arrivals are fixed)."""
         out = []
         for draw in range(self.samples):
             env, residual = copy.deepcopy(frozen)
@@ -246,22 +258,23 @@ class Continuation:
             if self.stochastic:
                 torch.manual_seed(draw)  # common random numbers: the same noise for every action compared
             out.append(self.follow(env, follower, first))
-        return np.mean(out, axis=0)
+        return np.mean([o[:3] for o in out], axis=0), out[0][3]
 
-    def follow(self, env: gym.Env, policy: TrainedPolicy, first: np.ndarray) -> tuple[float, float, float]:
+    def follow(self, env: gym.Env, policy: TrainedPolicy, first: np.ndarray) -> tuple:
         """(discounted return, discounted bootstrap, the first slot's own reward: what a flawless per-slot credit
         assigns the action)"""
-        ret, discount, action, now = 0.0, 1.0, first, None
+        ret, discount, action, now, meters = 0.0, 1.0, first, None, None
         while True:
             obs, _, terminated, truncated, info = env.step(action)
-            now = self.scale * float(info["utility"]) if now is None else now
+            if now is None:
+                now, meters = self.scale * float(info["utility"]), info.get("meters")
             ret += discount * self.scale * float(info["utility"])
             discount *= self.gamma
             if terminated or truncated:
                 break
             action = policy.act(obs, env)
         _, seen, own, _ = policy.decide(obs, env, deterministic=True)
-        return ret, discount * float(critic_value(policy, seen, own[None])[0]), now
+        return ret, discount * float(critic_value(policy, seen, own[None])[0]), now, meters
 
 
 def probe_checkpoint(
@@ -324,12 +337,17 @@ def probe_state(
         return []
     learner = np.stack([own] + [c for _, _, c in candidates])
     q = critic_value(here, seen, learner)
-    r_hat = shaper_value(shaper, seen, learner) if shaper is not None else np.full(len(learner), np.nan)
-    g0, boot0, r0 = cont.value(frozen, policy, obs, twin_action)
+    values = [cont.value(frozen, policy, obs, a) for a in [twin_action] + [t for _, t, _ in candidates]]
+    if shaper is not None:
+        r_hat = shaper_value(shaper, seen, learner, [meters for _, meters in values])
+    else:
+        r_hat = np.full(len(learner), np.nan)
+    (g0, boot0, r0), _ = values[0]
     decision = env.unwrapped.decode_action(twin_action)
     rows = []
-    for (m, target, _), q1, r1 in zip(candidates, q[1:], r_hat[1:], strict=True):
-        g1, boot1, now1 = cont.value(frozen, policy, obs, target)
+    for (m, _, _), q1, r1, ((g1, boot1, now1), _) in zip(
+        candidates, q[1:], r_hat[1:], values[1:], strict=True
+    ):
         now = decision.steps[m.site] if m.kind == "steps" else decision.battery[m.site]
         rows.append({
             "site": names[m.site], "dim": m.kind, "direction": "up" if m.direction > 0 else "down",
@@ -360,10 +378,11 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
             "med_abs_dq": g.critic_dq.abs().median(), "med_abs_dg": g.true_dg.abs().median(),
             "sign_agree": agree, "corr": corr,
         }  # fmt: skip
-        if (
-            "shaper_dr" in g and g.shaper_dr.notna().any()
-        ):  # the shaper's ranking against the slot's own reward
+        if "shaper_dr" in g and g.shaper_dr.notna().any():
+            # the shaper's ranking against the slot's own reward, and against the discounted return (the whole
+            # rest of the day's with --gamma 1)
             out["shaper_sign_agree"], out["shaper_corr"] = agreement(g.shaper_dr, g.true_dr)
+            out["shaper_dg_sign_agree"], out["shaper_dg_corr"] = agreement(g.shaper_dr, g.true_dg)
         return pd.Series(out)
 
     keys = ["checkpoint", "step", "dim", "site", "direction"]
@@ -442,6 +461,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="follow the policy sampling as in training, K draws per action (the policy a soft critic values); "
         "default 0: deterministically (the policy evaluated)",
     )
+    ap.add_argument(
+        "--gamma", type=float,
+        help="discount of true_dg instead of the run's (1: the whole rest of the day; the critic's side still "
+        "estimates the run's discount)",
+    )  # fmt: skip
     ap.add_argument("--csv", type=Path, help="write every probed move here")
     ap.add_argument("--png", type=Path, help="draw critic vs true changes here")
     ap.add_argument("--no-progress", action="store_true")
@@ -451,6 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.gamma is not None and not 0 <= args.gamma <= 1:
+            raise CriticProbeError(f"--gamma must be a discount in [0, 1], got {args.gamma}")
         if args.stride < 1 or args.stochastic < 0:
             raise CriticProbeError(
                 f"--stride must be >= 1 and --stochastic >= 0, got {args.stride}, {args.stochastic}"
@@ -470,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
         names = [c.strip() for c in (args.checkpoints or default).split(",") if c.strip()]
         ckpts = load_checkpoints(run, cfg, names, env)
         cont = Continuation(
-            gamma=float(cfg.get("gamma", 0.99)),
+            gamma=float(cfg.get("gamma", 0.99)) if args.gamma is None else args.gamma,
             scale=float(env.unwrapped.scenario.reward_scale),
             stochastic=args.stochastic > 0,
             samples=max(args.stochastic, 1),

@@ -55,6 +55,7 @@ class ShapedReplayBuffer(ReplayBuffer):
         settle_key: str = "settled",
         hidden_key: str = "utility",
         items_key: str = "settled_items",
+        meters_key: str = "meters",
         **kwargs: Any,
     ):
         if kwargs.get("optimize_memory_usage"):
@@ -65,9 +66,12 @@ class ShapedReplayBuffer(ReplayBuffer):
         if mix == "redistribute" and self.n_envs != 1:  # SB3 draws the sampled envs inside _get_samples
             raise ShaperError(f"reward mix 'redistribute' needs one env, got {self.n_envs}")
         self.eta, self.gamma, self.mix = float(eta), float(gamma), mix
-        self.settle_key, self.hidden_key, self.items_key = settle_key, hidden_key, items_key
-        # (buffer_size, n_envs, J) itemised settlements on their settlement slots (NaN elsewhere), see _store_items
+        self.settle_key, self.hidden_key = settle_key, hidden_key
+        self.items_key, self.meters_key = items_key, meters_key
+        # (buffer_size, n_envs, J) itemised settlements on their settlement slots (NaN elsewhere) and (..., M) every
+        # slot's meter readings, see _store_vectors
         self.items: np.ndarray | None = None
+        self.meters: np.ndarray | None = None
         shape = (self.buffer_size, self.n_envs)
         self.period_ids = np.zeros(shape, dtype=np.int64)  # 0 = never written
         self.period_step = np.zeros(shape, dtype=np.int64)
@@ -106,6 +110,8 @@ class ShapedReplayBuffer(ReplayBuffer):
             self.period_term = np.zeros(self.rewards.shape, dtype=np.float32)
         if "items" not in state:  # pickled before settlements were itemised
             self.items, self.items_key = None, "settled_items"
+        if "meters" not in state:  # pickled before meters were kept
+            self.meters, self.meters_key = None, "meters"
         if "mix" in state and "term_unscaled" not in state:  # pickled when period_term held eta * the mean
             self.period_term = self.period_term / self.eta if self.eta else np.zeros_like(self.period_term)
         self.term_unscaled = True
@@ -129,7 +135,7 @@ class ShapedReplayBuffer(ReplayBuffer):
             float(info.get(self.hidden_key, np.nan)) * info.get("reward_scale", 1.0) for info in infos
         ]
         self.period_mean[pos], self.period_term[pos] = np.nan, 0.0
-        self._store_items(pos, infos)
+        self._store_vectors(pos, infos)
         super().add(obs, next_obs, action, reward, done, infos)
         self._cur_step += 1
         for e in np.flatnonzero(self.closes[pos]):
@@ -138,22 +144,26 @@ class ShapedReplayBuffer(ReplayBuffer):
                 self.period_mean[slots, e] = self.rewards[slots, e].mean()
             self._start_period(e)
 
-    def _store_items(self, pos: int, infos: list[dict[str, Any]]) -> None:
-        """Keep an itemised settlement (``info[items_key]``, entries summing to the reward) on its settlement slot;
-        the array is made at the first one seen, so buffers of envs that never itemise carry none."""
-        if self.items is not None:
-            self.items[pos] = np.nan
-        for e, info in enumerate(infos):
-            if self.items_key not in info:
-                continue
-            values = np.asarray(info[self.items_key], dtype=np.float32).reshape(-1)
-            if self.items is None:
-                self.items = np.full((self.buffer_size, self.n_envs, len(values)), np.nan, dtype=np.float32)
-            if len(values) != self.items.shape[-1]:
-                raise ShaperError(
-                    f"info[{self.items_key!r}] has {len(values)} entries, earlier ones {self.items.shape[-1]}"
-                )
-            self.items[pos, e] = values
+    def _store_vectors(self, pos: int, infos: list[dict[str, Any]]) -> None:
+        """Keep the vectors ``info`` carries at ``pos``: an itemised settlement (``info[items_key]``, entries summing
+        to the reward) on its settlement slot, a slot's meter readings (``info[meters_key]``) on every slot. Each
+        array is made at the first vector seen, so buffers of envs that report none carry none."""
+        for attr, key in (("items", self.items_key), ("meters", self.meters_key)):
+            store = getattr(self, attr)
+            if store is not None:
+                store[pos] = np.nan
+            for e, info in enumerate(infos):
+                if key not in info:
+                    continue
+                values = np.asarray(info[key], dtype=np.float32).reshape(-1)
+                if store is None:
+                    store = np.full((self.buffer_size, self.n_envs, len(values)), np.nan, dtype=np.float32)
+                    setattr(self, attr, store)
+                if len(values) != store.shape[-1]:
+                    raise ShaperError(
+                        f"info[{key!r}] has {len(values)} entries, earlier ones {store.shape[-1]}"
+                    )
+                store[pos, e] = values
 
     def period_slots(self, end: int, env_idx: int) -> np.ndarray:
         """Buffer positions of the period that ends at ``end`` (oldest first)."""
@@ -184,8 +194,9 @@ class ShapedReplayBuffer(ReplayBuffer):
         if shaping:
             hidden = self.to_torch(self.hidden[batch_inds, 0]) if self.shaper.reads_hidden else None
             term = self.shaping_terms(
-                samples.observations, samples.actions, samples.next_observations, samples.dones, hidden
-            ).reshape(-1, 1)
+                samples.observations, samples.actions, samples.next_observations, samples.dones, hidden,
+                self.meters_at(batch_inds, 0),
+            ).reshape(-1, 1)  # fmt: skip
             self.last_shaping = {"term_mean": float(term.mean()), "term_std": float(term.std())}
         if self.mix == "add":
             return samples._replace(rewards=samples.rewards + self.eta * term)
@@ -194,16 +205,26 @@ class ShapedReplayBuffer(ReplayBuffer):
         offset = self.to_torch(offset.astype(np.float32)).reshape(-1, 1)
         return samples._replace(rewards=offset + self.eta * term)
 
-    def shaping_terms(self, obs, actions, next_obs, dones, hidden: torch.Tensor | None) -> torch.Tensor:
+    def shaping_terms(
+        self, obs, actions, next_obs, dones, hidden: torch.Tensor | None, meters: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The attached shaper's term per transition, shape (B,); a ``reads_hidden`` shaper's is ``hidden``
-        (NaN, a slot without the value, reads 0)."""
+        (NaN, a slot without the value, reads 0). ``meters``: the transitions' meter readings, for a shaper
+        conditioned on them."""
         if self.shaper is None:
             raise ShaperError("no shaper attached to the replay buffer")
         if self.shaper.reads_hidden:
             return torch.nan_to_num(hidden.reshape(-1), nan=0.0)
         with torch.no_grad():
             self.shaper.eval()
-            return self.shaper.shaping_term(obs, actions, next_obs, dones, self.gamma)
+            return self.shaper.shaping_term(obs, actions, next_obs, dones, self.gamma, meters)
+
+    def meters_at(self, pos: np.ndarray, env: int | np.ndarray) -> torch.Tensor | None:
+        """The stored meter readings at (``pos``, ``env``) (a slot without any reads 0), or None where the buffer
+        keeps none or the attached shaper does not read them."""
+        if self.meters is None or self.shaper is None or not self.shaper.meters:
+            return None
+        return self.to_torch(np.nan_to_num(self.meters[pos, env], nan=0.0))
 
     def refresh_periods(self, max_slots: int = 64) -> None:
         """Redistribute: each stored settled period's mean shaping term, on at most ``max_slots`` random slots
@@ -221,7 +242,7 @@ class ShapedReplayBuffer(ReplayBuffer):
         t = self.to_torch
         term = self.shaping_terms(
             t(self.observations[idx, 0]), t(self.actions[idx, 0]), t(self.next_observations[idx, 0]),
-            t(self.dones[idx, 0] * (1 - self.timeouts[idx, 0])), t(self.hidden[idx, 0]),
+            t(self.dones[idx, 0] * (1 - self.timeouts[idx, 0])), t(self.hidden[idx, 0]), self.meters_at(idx, 0),
         ).cpu().numpy()  # fmt: skip
         bounds = np.cumsum([0] + [len(c) for c in chosen])
         for slots, lo, hi in zip(periods, bounds[:-1], bounds[1:], strict=True):
@@ -294,10 +315,14 @@ class ShapedReplayBuffer(ReplayBuffer):
             lengths=t(lengths.astype(np.float32)),
             hidden=t(np.where(mask > 0, self.hidden[idx, envs], np.nan)),
             items=None if self.items is None else t(self.items[ends_pos[pick], ends_env[pick]]),
+            meters=None
+            if self.meters is None
+            else t(np.where(mask[..., None] > 0, self.meters[idx, envs], 0.0)),
         )
 
-    def sample_transitions(self, n: int) -> tuple[torch.Tensor, ...]:
-        """Raw (obs, actions, next_obs, dones, rewards, hidden) of ``n`` random stored transitions (diagnostics)."""
+    def sample_transitions(self, n: int) -> tuple[torch.Tensor | None, ...]:
+        """Raw (obs, actions, next_obs, dones, rewards, hidden, meters) of ``n`` random stored transitions
+        (diagnostics; meters as ``meters_at``)."""
         upper = self.buffer_size if self.full else self.pos
         pos = np.random.randint(0, upper, size=n)  # noqa: NPY002 (SB3 seeds the global RNG)
         env = np.random.randint(0, self.n_envs, size=n)  # noqa: NPY002
@@ -310,4 +335,4 @@ class ShapedReplayBuffer(ReplayBuffer):
             self.rewards[pos, env],
             self.hidden[pos, env],
         )
-        return tuple(self.to_torch(a) for a in arrays)
+        return (*(self.to_torch(a) for a in arrays), self.meters_at(pos, env))

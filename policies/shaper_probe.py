@@ -3,7 +3,7 @@ periods of a finished run's replay buffer and scores it on the later, held-out o
 reward the buffer keeps for diagnosis (no learner ever trains on it).
 
     python -m policies.shaper_probe RUN_DIR [--shaping diffusion] [--updates 1000] [--no-action]
-                                    [--labels total|items] [--png PATH]
+                                    [--labels total|items] [--meters] [--supervised] [--png PATH]
 
 Every ``--every`` fits it reports, on the training and on the held-out periods: the relative error of the
 decomposed period sums (what the fit minimises, the only score a learner could watch) and the correlation of
@@ -30,7 +30,7 @@ from tqdm import tqdm
 from policies.agents import SHAPER_LABELS, AgentConfig, AgentError, build_shaper
 from policies.replay import ShapedReplayBuffer
 from policies.run_dir import BUFFER_FILE, RunDir, RunDirError
-from policies.shapers import RewardShaper, ShaperError
+from policies.shapers import PeriodBatch, RewardShaper, ShaperError
 from policies.shapers.base import pearson
 from traces.atomic import write_csv_atomic
 
@@ -77,8 +77,11 @@ def score(shaper: RewardShaper, buffer: ShapedReplayBuffer, ends: tuple) -> dict
     idx = np.concatenate(periods)
     with torch.no_grad():
         shaper.eval()
+        meters = buffer.to_torch(np.nan_to_num(buffer.meters[idx, envs])) if shaper.meters else None
         r_hat = shaper.step_reward(
-            buffer.to_torch(buffer.observations[idx, envs]), buffer.to_torch(buffer.actions[idx, envs])
+            buffer.to_torch(buffer.observations[idx, envs]),
+            buffer.to_torch(buffer.actions[idx, envs]),
+            meters,
         ).numpy()
     hidden = buffer.hidden[idx, envs].astype(np.float64)
     lengths = np.array([len(s) for s in periods])
@@ -97,6 +100,29 @@ def score(shaper: RewardShaper, buffer: ShapedReplayBuffer, ends: tuple) -> dict
     }
 
 
+def per_slot(batch: PeriodBatch) -> PeriodBatch:
+    """``batch``'s real slots as periods of one slot each, labelled with their hidden per-slot reward."""
+    keep = batch.mask.reshape(-1) > 0
+    flat = {
+        name: getattr(batch, name).reshape(-1, 1, *getattr(batch, name).shape[2:])[keep]
+        for name in (
+            "obs",
+            "actions",
+            "next_obs",
+            "dones",
+            "rewards",
+            "reward_to_go",
+            "mask",
+            "hidden",
+            "meters",
+        )
+        if getattr(batch, name) is not None
+    }
+    hidden = flat["hidden"].reshape(-1)
+    ones = torch.ones_like(hidden)
+    return PeriodBatch(**flat, scale=ones, returns=hidden, lengths=ones)
+
+
 def probe(
     buffer: ShapedReplayBuffer,
     shaper: RewardShaper,
@@ -106,14 +132,18 @@ def probe(
     every: int,
     held_out: float,
     progress: bool = False,
+    supervised: bool = False,
 ) -> pd.DataFrame:
-    """One row per scored point: fits so far and each split's sum error and correlations."""
+    """One row per scored point: fits so far and each split's sum error and correlations. ``supervised``: the
+    shaper fits the hidden per-slot reward itself (each slot a period of its own), the ceiling of its model class
+    on these states and actions, which no learner could reach from settlements."""
     fit_ends, out_ends = split_periods(buffer, held_out)
     if not np.isfinite(buffer.hidden[fit_ends[0], fit_ends[1]]).any():
         raise ProbeError("the buffer holds no hidden per-slot reward (the env's info has no 'utility')")
     rows = []
     for n in tqdm(range(1, updates + 1), disable=not progress, desc="shaper fits"):
-        shaper.fit_batch(buffer.sample_periods(cfg.shaper_periods, cfg.shaper_max_slots, ends=fit_ends))
+        batch = buffer.sample_periods(cfg.shaper_periods, cfg.shaper_max_slots, ends=fit_ends)
+        shaper.fit_batch(per_slot(batch) if supervised else batch)
         if n % every == 0 or n == updates:
             row = {"updates": n}
             for split, ends in (("fit", fit_ends), ("held_out", out_ends)):
@@ -161,6 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
         "default: the run's",
     )  # fmt: skip
     ap.add_argument("--shaper-hidden", type=int, help="hidden width instead of the run's")
+    ap.add_argument(
+        "--meters", action=argparse.BooleanOptionalAction,
+        help="condition r_hat on the slots' meter readings (the run must have stored them); default: the run's",
+    )  # fmt: skip
+    ap.add_argument(
+        "--supervised", action="store_true",
+        help="a ceiling, not a decomposition: fit the hidden per-slot reward itself (no learner has it)",
+    )  # fmt: skip
     ap.add_argument("--seed", type=int, default=0, help="seed of the shaper's weights and of the sampling")
     ap.add_argument("--csv", type=Path, help="write the table here")
     ap.add_argument("--png", type=Path, help="draw the table here")
@@ -181,22 +219,32 @@ def main(argv: list[str] | None = None) -> int:
         cfg = replace(cfg, shaper_uses_action=not args.no_action, device="cpu")
         if args.labels is not None:
             cfg = replace(cfg, shaper_labels=args.labels)
-        items = 1
+        if args.meters is not None:
+            cfg = replace(cfg, shaper_meters=args.meters)
+        items, meters = 1, 0
+        if args.supervised and args.labels == "items":
+            raise ProbeError("--supervised fits the per-slot reward: it takes no --labels items")
+        if args.supervised:
+            cfg = replace(cfg, shaper_labels="total")
         if cfg.shaper_labels == "items":
             if buffer.items is None:
                 raise ProbeError(
                     f"{args.run}: its buffer stored no itemised settlements (fit --labels total)"
                 )
             items = buffer.items.shape[-1]
+        if cfg.shaper_meters:
+            if buffer.meters is None:
+                raise ProbeError(f"{args.run}: its buffer stored no meter readings (fit --no-meters)")
+            meters = buffer.meters.shape[-1]
         if args.shaper_hidden is not None:
             cfg = replace(cfg, shaper_hidden=args.shaper_hidden)
         torch.manual_seed(args.seed)
         np.random.seed(args.seed)  # noqa: NPY002 (the buffer samples from the global RNG, as SB3 seeds it)
         buffer.device = torch.device("cpu")
-        shaper = build_shaper(args.shaping, buffer.obs_shape[0], buffer.action_dim, cfg, items)
+        shaper = build_shaper(args.shaping, buffer.obs_shape[0], buffer.action_dim, cfg, items, meters)
         table = probe(
             buffer, shaper, cfg, updates=args.updates, every=args.every, held_out=args.held_out,
-            progress=not args.no_progress,
+            progress=not args.no_progress, supervised=args.supervised,
         )  # fmt: skip
     except (ProbeError, RunDirError, AgentError, ShaperError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -206,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
         write_csv_atomic(args.csv, table)
     if args.png:
         inputs = ("s" if args.no_action else "s, a") + (", itemised" if cfg.shaper_labels == "items" else "")
+        inputs += (", meters" if cfg.shaper_meters else "") + (
+            ", supervised per slot" if args.supervised else ""
+        )
         title = f"{args.shaping} r_hat({inputs}) refitted on {args.run.name} (held out: the last {args.held_out:g})"
         probe_figure(table, args.png, title)
     return 0

@@ -35,7 +35,7 @@ from policies.agents import (
     flat_dims,
     load_agent,
     quiet_logger,
-    shaper_items,
+    shaper_sizes,
 )
 from policies.delayed import SettlementWrapper
 from policies.eval_callback import HeldOutEvalCallback, held_out_days, is_twin, validation_days
@@ -516,7 +516,7 @@ def build_callbacks(args: Args, run: RunDir, shaper, log: MetricsLog, state: dic
 def restore(args: Args, run: RunDir, ckpt: Path, env, cfg: AgentConfig):
     """Model, replay buffer, shaper and RNG states from ``ckpt``; the env restarts with a fresh episode."""
     obs_dim, act_dim = flat_dims(env)
-    shaper = build_shaper(args.shaping, obs_dim, act_dim, cfg, shaper_items(env, args.shaping, cfg))
+    shaper = build_shaper(args.shaping, obs_dim, act_dim, cfg, **shaper_sizes(env, args.shaping, cfg))
     if shaper is not None:
         saved = torch.load(ckpt / "shaper.pt", map_location=cfg.device, weights_only=False)
         shaper.load_state_dict(saved["state"])

@@ -45,6 +45,10 @@ FLOW_KEYS = (
 )  # fmt: skip
 #: Scalar ``info`` keys that are stocks at the end of the slot: summing them over slots means nothing.
 STOCK_KEYS = ("queued",)
+#: What each site meters per slot (``info["meters"]``, DC-major, scaled as ``AIGCTwinEnv._meters`` says): images
+#: served and their delivered quality, jobs served late and dropped, energy imported and exported, jobs sent to
+#: other sites. Quantities, no money: what a slot earns is only known at its settlement.
+METER_KEYS = ("served_images", "quality", "late", "dropped", "grid_import_kwh", "export_kwh", "moved_out")
 #: Scalar ``info`` keys that label the slot (neither flow nor stock).
 LABEL_KEYS = ("slot", "day", "settled", "reward_scale")
 
@@ -89,7 +93,9 @@ class AIGCTwinEnv(gym.Env):
     (``info["settled"]``) and 0 elsewhere. Unscaled money terms are always in ``info``. A settlement slot's
     ``info["settled_items"]`` itemises what it pays, per DC and term (``settlement_items`` names them, costs
     negative, in reward units; they sum to the reward): what a site's electricity bill and an ASP's invoices
-    would list for the period, for learners that decompose the settlement (``policies/shapers``).
+    would list for the period, for learners that decompose the settlement (``policies/shapers``). Every slot's
+    ``info["meters"]`` holds what the sites meter in it (``METER_KEYS`` per DC, ``meter_names``; quantities,
+    no money), which a shaper may condition on.
 
     ## Starting State
     A day of the chosen split (``reset(options={"split": "train" | "eval", "day": ...})``), empty queues,
@@ -329,6 +335,7 @@ class AIGCTwinEnv(gym.Env):
         self._pending_items += money.items()
         reward, settled = self._reward(utility, last)
         info = self._info(comp, en, money, dec, settled)
+        info["meters"] = self._meters(comp, en)
         if settled:
             info["settled_items"] = self.scenario.reward_scale * self._pending_items.reshape(-1)
             self._pending_items = np.zeros_like(self._pending_items)
@@ -336,6 +343,24 @@ class AIGCTwinEnv(gym.Env):
         self._last_images = np.einsum("ok,k->o", self._arrivals[t], self.images).astype(float)
         self._t += 1
         return self._observation(), reward, False, last, info
+
+    def _meters(self, comp, en) -> np.ndarray:
+        """The slot's ``METER_KEYS`` per DC, flattened DC-major: images and jobs per slot capacity
+        (``capacity_ref``), energy per IT peak energy of a slot, quality as delivered."""
+        moved = comp.transfers.sum(axis=2)  # (O, J) jobs from origin o served at j
+        slot_kwh = np.maximum(self.it_peak_kw, 1e-9) * self.slot_s / 3600.0
+        cap = np.maximum(self.capacity_ref, 1e-9)
+        columns = (
+            comp.served_images / cap, comp.quality, comp.late.sum(axis=(1, 2, 3)) / cap,
+            comp.dropped.sum(axis=(1, 2)) / cap, en.grid_import / slot_kwh, en.export / slot_kwh,
+            (moved.sum(axis=1) - np.diag(moved)) / cap,
+        )  # fmt: skip
+        return np.stack(columns, axis=1).reshape(-1).astype(np.float32)
+
+    @property
+    def meter_names(self) -> tuple[str, ...]:
+        """Names of ``info["meters"]``'s entries: ``<dc>:<meter>``, DC-major."""
+        return tuple(f"{d.name}:{m}" for d in self.scenario.datacenters for m in METER_KEYS)
 
     @property
     def settlement_items(self) -> tuple[str, ...]:

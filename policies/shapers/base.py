@@ -41,9 +41,8 @@ class PeriodBatch:
     returns: torch.Tensor  # (P,) settled amount: sum of raw rewards over the whole period
     lengths: torch.Tensor  # (P,) period length L in slots
     hidden: torch.Tensor  # (P, K) diagnostic per-slot value (NaN where absent)
-    items: torch.Tensor | None = (
-        None  # (P, J) itemised settled amounts, summing to ``returns`` (None: not itemised)
-    )
+    items: torch.Tensor | None = None  # (P, J) itemised settled amounts, summing to ``returns`` (None: none)
+    meters: torch.Tensor | None = None  # (P, K, M) the slots' meter readings (None: the env reports none)
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -97,18 +96,21 @@ class RewardShaper(nn.Module, ABC):
         reward_bound: float | None = None,
         uses_action: bool = True,
         items: int = 1,
+        meters: int = 0,
     ):
         super().__init__()
         if obs_dim < 1 or act_dim < 1:
             raise ShaperError(f"obs_dim and act_dim must be >= 1, got {obs_dim} and {act_dim}")
-        if items < 1:
-            raise ShaperError(f"a shaper needs >= 1 output (settlement items), got {items}")
+        if items < 1 or meters < 0:
+            raise ShaperError(f"a shaper needs >= 1 output (items) and >= 0 meters, got {items} and {meters}")
         if reward_bound is not None and not reward_bound > 0:
             raise ShaperError(f"reward_bound must be > 0, got {reward_bound}")
         self.obs_dim, self.act_dim, self.lr = obs_dim, act_dim, lr
         # uses_action=False: r_hat(s), a credit the actor cannot steer through the slot's own action
         self.uses_action = uses_action
-        self.input_dim = obs_dim + act_dim if uses_action else obs_dim
+        # meters > 0: r_hat also reads the slot's meter readings (what the sites measured in it, no money)
+        self.meters = meters
+        self.input_dim = (obs_dim + act_dim if uses_action else obs_dim) + meters
         # items > 1: one r_hat per item of an itemised settlement, each fitted to its own amount; r_hat is their sum
         self.items = items
         self.fixed_bound = reward_bound is not None
@@ -124,21 +126,34 @@ class RewardShaper(nn.Module, ABC):
             self._optimizer = torch.optim.Adam(self.parameters(), lr=self.lr)
         return self._optimizer
 
-    def inputs(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """What r_hat is conditioned on: [s, a], or s alone when the shaper does not use the action."""
-        return torch.cat([obs, actions], dim=-1) if self.uses_action else obs
+    def inputs(
+        self, obs: torch.Tensor, actions: torch.Tensor, meters: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """What r_hat is conditioned on: [s, a], or s alone when the shaper does not use the action; then the
+        slot's meter readings for a shaper that reads them."""
+        parts = [obs, actions] if self.uses_action else [obs]
+        if self.meters:
+            if meters is None or meters.shape[-1] != self.meters:
+                got = "none" if meters is None else meters.shape[-1]
+                raise ShaperError(f"the shaper reads {self.meters} meter readings per slot, got {got}")
+            parts.append(meters)
+        return torch.cat(parts, dim=-1)
 
     @property
     def fitted(self) -> bool:
         return int(self.n_updates) > 0
 
     @abstractmethod
-    def item_rewards(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def item_rewards(
+        self, obs: torch.Tensor, actions: torch.Tensor, meters: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Per-sample r_hat(s, a) of each settlement item, each in [-bound, bound], shape (B, items)."""
 
-    def step_reward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def step_reward(
+        self, obs: torch.Tensor, actions: torch.Tensor, meters: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Per-sample r_hat(s, a), the sum over items, shape (B,)."""
-        return self.item_rewards(obs, actions).sum(dim=-1)
+        return self.item_rewards(obs, actions, meters).sum(dim=-1)
 
     def shaping_term(
         self,
@@ -147,9 +162,10 @@ class RewardShaper(nn.Module, ABC):
         next_obs: torch.Tensor,
         dones: torch.Tensor,
         gamma: float,
+        meters: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The term the buffer adds (times eta) to each sampled reward, shape (B,)."""
-        return self.step_reward(obs, actions)
+        return self.step_reward(obs, actions, meters)
 
     def targets(self, batch: PeriodBatch) -> torch.Tensor:
         """What the outputs' period sums regress, (P, items): the settled amounts, or their items."""
@@ -181,7 +197,8 @@ class RewardShaper(nn.Module, ABC):
         items, the same per item, summed over items."""
         p, k = batch.mask.shape
         obs, actions = batch.obs.reshape(p * k, -1), batch.actions.reshape(p * k, -1)
-        r_hat = self.item_rewards(obs, actions).reshape(p, k, self.items)
+        meters = batch.meters.reshape(p * k, -1) if batch.meters is not None and self.meters else None
+        r_hat = self.item_rewards(obs, actions, meters).reshape(p, k, self.items)
         pred = batch.scale[:, None] * (r_hat * batch.mask[..., None]).sum(dim=1)  # (P, items)
         norm = (self.bound * batch.lengths).clamp(min=1e-8) ** 2
         loss = (((pred - self.targets(batch)) ** 2).sum(dim=-1) / norm).mean()

@@ -90,10 +90,12 @@ class DiffusionShaper(RewardShaper):
         reward_bound: float | None = None,
         uses_action: bool = True,
         items: int = 1,
+        meters: int = 0,
     ):
         super().__init__(
-            obs_dim, act_dim, lr=lr, reward_bound=reward_bound, uses_action=uses_action, items=items
-        )
+            obs_dim, act_dim, lr=lr, reward_bound=reward_bound, uses_action=uses_action, items=items,
+            meters=meters,
+        )  # fmt: skip
         if latent < 1 or hidden < 1:
             raise ShaperError(f"latent size and hidden width must be >= 1, got {latent} and {hidden}")
         self.steps, self.latent, self.clip_denoised = steps, latent, clip_denoised
@@ -131,12 +133,20 @@ class DiffusionShaper(RewardShaper):
         return x
 
     def item_rewards(
-        self, obs: torch.Tensor, actions: torch.Tensor, noise: torch.Tensor | None = None
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        meters: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        cond = self.encoder(self.inputs(obs, actions))
+        cond = self.encoder(self.inputs(obs, actions, meters))
         return self.bound * torch.tanh(self.head(self.denoise(cond, noise)))
 
     def step_reward(
-        self, obs: torch.Tensor, actions: torch.Tensor, noise: torch.Tensor | None = None
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        meters: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return self.item_rewards(obs, actions, noise).sum(dim=-1)
+        return self.item_rewards(obs, actions, meters, noise).sum(dim=-1)

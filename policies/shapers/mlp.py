@@ -25,13 +25,17 @@ class MLPShaper(RewardShaper):
         reward_bound: float | None = None,
         uses_action: bool = True,
         items: int = 1,
+        meters: int = 0,
     ):
         super().__init__(
-            obs_dim, act_dim, lr=lr, reward_bound=reward_bound, uses_action=uses_action, items=items
-        )
+            obs_dim, act_dim, lr=lr, reward_bound=reward_bound, uses_action=uses_action, items=items,
+            meters=meters,
+        )  # fmt: skip
         if hidden < 1 or layers < 1:
             raise ShaperError(f"hidden width and layer count must be >= 1, got {hidden} and {layers}")
         self.net = mlp([self.input_dim, *([hidden] * layers), items])
 
-    def item_rewards(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        return self.bound * torch.tanh(self.net(self.inputs(obs, actions)))
+    def item_rewards(
+        self, obs: torch.Tensor, actions: torch.Tensor, meters: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.bound * torch.tanh(self.net(self.inputs(obs, actions, meters)))

@@ -20,7 +20,7 @@ class PerfectShaper(RewardShaper):
     kind = "perfect"
     reads_hidden = True
 
-    def item_rewards(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def item_rewards(self, obs: torch.Tensor, actions: torch.Tensor, meters=None) -> torch.Tensor:
         raise ShaperError(
             "the perfect shaper has no r_hat(s, a): the replay buffer supplies the hidden reward"
         )

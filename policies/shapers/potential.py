@@ -36,7 +36,7 @@ class PotentialShaper(RewardShaper):
     def potential(self, obs: torch.Tensor) -> torch.Tensor:
         return self.bound * torch.tanh(self.net(obs).squeeze(-1))
 
-    def item_rewards(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def item_rewards(self, obs: torch.Tensor, actions: torch.Tensor, meters=None) -> torch.Tensor:
         raise NotImplementedError("a potential shaper has no r_hat(s, a); use shaping_term")
 
     def shaping_term(
@@ -46,6 +46,7 @@ class PotentialShaper(RewardShaper):
         next_obs: torch.Tensor,
         dones: torch.Tensor,
         gamma: float,
+        meters: torch.Tensor | None = None,
     ) -> torch.Tensor:
         return gamma * (1 - dones.reshape(-1)) * self.potential(next_obs) - self.potential(obs)
 
