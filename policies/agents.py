@@ -19,6 +19,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from policies.replay import REWARD_MIXES, ShapedReplayBuffer
 from policies.shapers import (
     DiffusionShaper,
+    LinearShaper,
     MLPShaper,
     PerfectShaper,
     PotentialShaper,
@@ -28,7 +29,7 @@ from policies.shapers import (
 from policies.shapers.base import pearson
 
 ALGOS: dict[str, type[OffPolicyAlgorithm]] = {"sac": SAC, "td3": TD3}
-SHAPINGS = ("none", "diffusion", "mlp", "potential", "perfect")
+SHAPINGS = ("none", "diffusion", "mlp", "linear", "potential", "perfect")
 #: What a learned shaper's period sums regress (``AgentConfig.shaper_labels``).
 SHAPER_LABELS = ("total", "items")
 
@@ -215,7 +216,7 @@ def build_shaper(
     if itemised and shaping in ("potential", "perfect"):
         raise AgentError(f"shaper labels 'items' need a diffusion or mlp shaper, got {shaping!r}")
     if cfg.shaper_meters and shaping in ("potential", "perfect"):
-        raise AgentError(f"--shaper-meters needs a diffusion or mlp shaper, got {shaping!r}")
+        raise AgentError(f"--shaper-meters needs a diffusion, mlp or linear shaper, got {shaping!r}")
     common = {
         "hidden": cfg.shaper_hidden, "lr": cfg.shaper_lr, "uses_action": cfg.shaper_uses_action,
         "items": items if itemised else 1, "meters": meters if cfg.shaper_meters else 0,
@@ -227,6 +228,14 @@ def build_shaper(
             )
         elif shaping == "mlp":
             shaper = MLPShaper(obs_dim, act_dim, **common)
+        elif shaping == "linear":
+            if itemised:
+                raise AgentError(
+                    "the linear shaper fits the settled amount: shaper labels 'items' are not supported"
+                )
+            shaper = LinearShaper(
+                obs_dim, act_dim, uses_action=cfg.shaper_uses_action, meters=common["meters"]
+            )
         elif shaping == "potential":
             # Phi(s) is a function of the state alone whatever shaper_uses_action says
             shaper = PotentialShaper(obs_dim, act_dim, hidden=cfg.shaper_hidden, lr=cfg.shaper_lr)
@@ -367,7 +376,9 @@ class ShaperCallback(BaseCallback):
     def fit(self) -> dict[str, float]:
         """``updates`` gradient steps of the shaper, then diagnostics recorded to the SB3 logger."""
         stats: list[dict[str, float]] = []
-        for _ in range(self.updates):
+        if getattr(self.shaper, "closed_form", False):  # one exact fit on every whole period stored
+            stats.append(self.shaper.fit_batch(self.buffer.whole_periods()))
+        for _ in range(0 if stats else self.updates):
             stats.append(self.shaper.fit_batch(self.buffer.sample_periods(self.periods, self.max_slots)))
         self.buffer.refresh_periods(self.max_slots)
         self.n_fits += 1

@@ -16,6 +16,7 @@ LEARNERS: dict[str, tuple[str, str]] = {
     "sac+diffusion": ("sac", "diffusion"),
     "sac": ("sac", "none"),
     "sac+mlp": ("sac", "mlp"),
+    "sac+linear": ("sac", "linear"),
     "td3+diffusion": ("td3", "diffusion"),
     "sac+perfect": ("sac", "perfect"),
 }

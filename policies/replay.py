@@ -273,14 +273,22 @@ class ShapedReplayBuffer(ReplayBuffer):
         return len(self.complete_period_ends()[0])
 
     def sample_periods(
-        self, n_periods: int, max_slots: int = 64, env=None, ends: tuple[np.ndarray, np.ndarray] | None = None
+        self,
+        n_periods: int,
+        max_slots: int = 64,
+        env=None,
+        ends: tuple[np.ndarray, np.ndarray] | None = None,
+        pick: np.ndarray | None = None,
     ) -> PeriodBatch:
         """``n_periods`` complete periods (with replacement), at most ``max_slots`` random slots of each; drawn
-        from ``ends`` ((position, env) of period ends, as ``complete_period_ends`` gives) when given."""
+        from ``ends`` ((position, env) of period ends, as ``complete_period_ends`` gives) when given; ``pick``:
+        these indices into the ends instead of a random draw."""
         ends_pos, ends_env = self.complete_period_ends() if ends is None else ends
         if len(ends_pos) == 0:
             raise ShaperError("no complete settlement period in the replay buffer yet")
-        pick = np.random.randint(0, len(ends_pos), size=n_periods)  # noqa: NPY002 (SB3 seeds the global RNG)
+        if pick is None:
+            pick = np.random.randint(0, len(ends_pos), size=n_periods)  # noqa: NPY002 (SB3 seeds the global RNG)
+        n_periods = len(pick)
         lengths = self.period_step[ends_pos[pick], ends_env[pick]] + 1
         k = int(min(max_slots, lengths.max()))
         idx = np.zeros((n_periods, k), dtype=np.int64)
@@ -319,6 +327,12 @@ class ShapedReplayBuffer(ReplayBuffer):
             if self.meters is None
             else t(np.where(mask[..., None] > 0, self.meters[idx, envs], 0.0)),
         )
+
+    def whole_periods(self) -> PeriodBatch:
+        """Every complete period in the buffer once, all its slots, in the order they were lived."""
+        ends = self.complete_period_ends()
+        order = np.argsort(self.period_ids[ends[0], ends[1]], kind="stable")
+        return self.sample_periods(len(order), self.buffer_size, ends=ends, pick=order)
 
     def sample_transitions(self, n: int) -> tuple[torch.Tensor | None, ...]:
         """Raw (obs, actions, next_obs, dones, rewards, hidden, meters) of ``n`` random stored transitions

@@ -35,7 +35,7 @@ from policies.shapers.base import pearson
 from traces.atomic import write_csv_atomic
 
 #: Shapers with an r_hat(s, a) to score (a potential has no per-slot reward; perfect is the hidden reward itself).
-PROBED = ("diffusion", "mlp")
+PROBED = ("diffusion", "mlp", "linear")
 
 
 class ProbeError(ValueError):
@@ -142,7 +142,12 @@ def probe(
         raise ProbeError("the buffer holds no hidden per-slot reward (the env's info has no 'utility')")
     rows = []
     for n in tqdm(range(1, updates + 1), disable=not progress, desc="shaper fits"):
-        batch = buffer.sample_periods(cfg.shaper_periods, cfg.shaper_max_slots, ends=fit_ends)
+        if getattr(shaper, "closed_form", False):  # every slot of every fit period, in the order lived
+            batch = buffer.sample_periods(
+                len(fit_ends[0]), buffer.buffer_size, ends=fit_ends, pick=np.arange(len(fit_ends[0]))
+            )
+        else:
+            batch = buffer.sample_periods(cfg.shaper_periods, cfg.shaper_max_slots, ends=fit_ends)
         shaper.fit_batch(per_slot(batch) if supervised else batch)
         if n % every == 0 or n == updates:
             row = {"updates": n}

@@ -1,15 +1,17 @@
 """Learned reward shapers for the off-policy schedulers: diffusion (the paper's), plain MLP (its ablation)
-and potential-based (policy-invariant); all fitted from settlement periods stored in the replay buffer. The
+a least-squares linear decomposition and potential-based (policy-invariant); all fitted from settlement periods stored in the replay buffer. The
 "perfect" shaper is a diagnostic (the hidden per-slot reward), not a method."""
 
 from policies.shapers.base import PeriodBatch, RewardShaper, ShaperError
 from policies.shapers.diffusion import DiffusionShaper
+from policies.shapers.linear import LinearShaper
 from policies.shapers.mlp import MLPShaper
 from policies.shapers.perfect import PerfectShaper
 from policies.shapers.potential import PotentialShaper
 
 __all__ = [
     "DiffusionShaper",
+    "LinearShaper",
     "MLPShaper",
     "PerfectShaper",
     "PeriodBatch",

@@ -49,11 +49,11 @@ def plain_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def shaped_run(tmp_path_factory):
-    """Residual SAC at gamma 0 with an itemising diffusion shaper, the tiny scenario's sparse reward."""
+    """Residual SAC at gamma 0 with an itemising, meter-reading diffusion shaper, the tiny scenario's sparse reward."""
     return tiny_run(
         tmp_path_factory, "shaped", "--residual", "price-greedy", "--gamma", "0", "--reward-mode", "sparse",
         "--reward-mix", "redistribute", "--eta", "1", "--shaping", "diffusion",
-        "--shaper-labels", "items", "--shaper-hidden", "32", "--latent", "16", "--shaping-start", "60",
+        "--shaper-labels", "items", "--shaper-meters", "--shaper-hidden", "32", "--latent", "16", "--shaping-start", "60",
         "--shaper-fit-every", "30", "--shaper-updates", "2", "--shaper-periods", "4",
     )  # fmt: skip
 
@@ -204,5 +204,6 @@ def test_a_shaped_run_has_its_shaper_ranked_against_the_slots_own_reward(shaped_
     env = run_env(run, cfg)
     (ckpt,) = load_checkpoints(run, cfg, ["latest"], env)
     assert ckpt.shaper.items == len(env.unwrapped.settlement_items) and ckpt.shaper.fitted
+    assert ckpt.shaper.meters == len(env.unwrapped.meter_names)  # r_hat read each move's own meter readings
     saved = torch.load(run.latest_checkpoint() / "shaper.pt", weights_only=False)["state"]
     assert torch.equal(ckpt.shaper.head.weight, saved["head.weight"])

@@ -13,6 +13,7 @@ from gymnasium import spaces
 from policies.replay import ShapedReplayBuffer
 from policies.shapers import (
     DiffusionShaper,
+    LinearShaper,
     MLPShaper,
     PerfectShaper,
     PeriodBatch,
@@ -214,6 +215,52 @@ def test_itemised_shaper_needs_itemised_periods():
         MLPShaper(OBS, ACT, items=0)
 
 
+def test_meters_let_settlements_identify_what_the_state_cannot():
+    """Each step earns 2 * m, m a meter reading the state and action do not determine: from period sums alone a
+    shaper that reads the meter recovers the per-step reward, one that does not cannot."""
+    gen = torch.Generator().manual_seed(0)
+
+    def metered(g: torch.Generator) -> tuple[PeriodBatch, torch.Tensor]:
+        batch, _ = toy_batch(g)
+        batch.meters = torch.rand(*batch.mask.shape, 1, generator=g)
+        r = 2 * batch.meters[..., 0]
+        batch.returns, batch.hidden = r.sum(dim=1), r
+        return batch, r
+
+    held_out, r_true = metered(torch.Generator().manual_seed(99))
+    corr = {}
+    for meters in (0, 1):
+        torch.manual_seed(0)
+        shaper = MLPShaper(OBS, ACT, hidden=64, lr=3e-3, meters=meters)
+        for _ in range(150):
+            shaper.fit_batch(metered(gen)[0])
+        with torch.no_grad():
+            obs, act = held_out.obs.reshape(-1, OBS), held_out.actions.reshape(-1, ACT)
+            r_hat = shaper.step_reward(obs, act, held_out.meters.reshape(-1, 1) if meters else None)
+        corr[meters] = pearson(r_hat, r_true.reshape(-1))
+    assert corr[1] > 0.9 and abs(corr[0]) < 0.3  # measured: 0.998 and -0.02
+    with pytest.raises(ShaperError, match="reads 1 meter readings per slot, got none"):
+        shaper.step_reward(obs, act)
+
+
+def test_linear_decomposition_is_exact_for_a_linear_reward_and_wants_whole_periods():
+    gen = torch.Generator().manual_seed(0)
+    batch, _ = toy_batch(gen, periods=40, length=6)
+    r = 0.5 * batch.obs[..., 0] - batch.actions[..., 1] + 0.2
+    batch.returns, batch.hidden = r.sum(dim=1), r
+    shaper = LinearShaper(OBS, ACT)
+    stats = shaper.fit_batch(batch)
+    assert stats["decomp_rel_err"] < 0.01 and shaper.fitted
+    held_out, _ = toy_batch(torch.Generator().manual_seed(99))
+    truth = 0.5 * held_out.obs[..., 0] - held_out.actions[..., 1] + 0.2
+    with torch.no_grad():
+        r_hat = shaper.step_reward(held_out.obs.reshape(-1, OBS), held_out.actions.reshape(-1, ACT))
+    assert torch.allclose(r_hat, truth.reshape(-1), atol=0.02)  # the per-step reward itself, from period sums
+    batch.scale = torch.full_like(batch.scale, 2.0)  # a random half of each period's slots
+    with pytest.raises(ShaperError, match="whole periods"):
+        shaper.fit_batch(batch)
+
+
 def test_potential_term_and_fit():
     torch.manual_seed(0)
     shaper = PotentialShaper(OBS, ACT, hidden=32, reward_bound=1.0)
@@ -255,7 +302,11 @@ def test_buffer_keeps_itemised_settlements_for_their_periods():
     buffer = make_buffer(size=16)
     for t in range(20):  # the ring wraps: periods still pair with their own items
         settled = (t + 1) % 4 == 0
-        info = {"settled": settled, **({"settled_items": [t, -1.0, 0.5]} if settled else {})}
+        info = {
+            "settled": settled,
+            "meters": [0.1 * t],
+            **({"settled_items": [t, -1.0, 0.5]} if settled else {}),
+        }
         obs = np.array([[t, 1.0, 0.0]], np.float32)
         buffer.add(
             obs,
@@ -271,11 +322,34 @@ def test_buffer_keeps_itemised_settlements_for_their_periods():
     last_t = batch.obs[:, :, 0].max(dim=1).values
     assert torch.equal(batch.items[:, 0], last_t)
     assert torch.allclose(batch.items.sum(dim=1), batch.returns)
+    real = batch.mask > 0  # every slot's own meter readings, beside its observation
+    assert torch.allclose(batch.meters[..., 0][real], 0.1 * batch.obs[..., 0][real])
+    assert buffer.meters_at(np.arange(4), 0) is None  # no shaper reads them
+    shaper = MLPShaper(OBS, ACT, hidden=8, reward_bound=1.0, meters=1)
+    buffer.attach_shaper(shaper)
+    buffer.shaping_enabled = True
+    samples = buffer._get_samples(np.arange(16))
+    with torch.no_grad():
+        term = shaper.step_reward(samples.observations, samples.actions, samples.observations[:, :1] * 0.1)
+    assert torch.allclose(
+        samples.rewards.reshape(-1), buffer.to_torch(buffer.rewards[:16, 0]) + 0.4 * term, atol=1e-5
+    )
     restored = pickle.loads(pickle.dumps(buffer))
     assert np.array_equal(restored.items, buffer.items, equal_nan=True)
     with pytest.raises(ShaperError, match="2 entries, earlier ones 3"):
         buffer.add(obs, obs, np.zeros((1, ACT), np.float32), np.array([1.0]), np.array([False]),
                    [{"settled": True, "settled_items": [1.0, 0.0]}])  # fmt: skip
+
+
+def test_whole_periods_are_every_complete_period_once_in_the_order_lived():
+    buffer = make_buffer(size=16)
+    fill(
+        buffer, 22
+    )  # the ring wrapped: periods ending at t = 7, 11, 15, 19 are whole, t = 3's was overwritten
+    batch = buffer.whole_periods()
+    assert batch.obs[:, :, 0].max(dim=1).values.tolist() == [11, 15, 19]
+    assert torch.all(batch.mask == 1) and torch.all(batch.scale == 1)
+    assert torch.allclose(batch.returns, torch.tensor([11.0, 15.0, 19.0]))
 
 
 def test_buffer_keeps_raw_rewards_and_shapes_samples():

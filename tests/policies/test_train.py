@@ -62,7 +62,7 @@ def params(module: torch.nn.Module) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("algo", ["sac", "td3"])
-@pytest.mark.parametrize("shaping", ["none", "diffusion", "mlp", "potential", "perfect"])
+@pytest.mark.parametrize("shaping", ["none", "diffusion", "mlp", "linear", "potential", "perfect"])
 def test_agents_update_and_shapers_fit(algo, shaping):
     env = twin_tiny() or sparse_pendulum()
     model, shaper = build_agent(algo, env, shaping, TINY, seed=0)
@@ -77,7 +77,8 @@ def test_agents_update_and_shapers_fit(algo, shaping):
     assert not torch.equal(params(model.actor), actor0)
     if shaper is not None:
         cb = callbacks[0]
-        assert cb.n_fits >= 2 and shaper.fitted and (float(shaper.bound) > 0 or shaper.reads_hidden)
+        bounded = float(shaper.bound) > 0 or shaper.reads_hidden or shaper.kind == "linear"  # linear: unbounded
+        assert cb.n_fits >= 2 and shaper.fitted and bounded
         assert model.replay_buffer.shaping_enabled
         assert np.isfinite(cb.last["loss"])
     env.close()
@@ -177,6 +178,10 @@ def test_itemised_shaper_trains_checkpoints_and_resumes(tmp_path, env_cli_args):
 def test_itemised_labels_need_a_learned_shaper_and_an_itemising_env():
     with pytest.raises(AgentError, match="itemises its settlements"):
         build_agent("sac", sparse_pendulum(), "mlp", dataclasses.replace(TINY, shaper_labels="items"), seed=0)
+    with pytest.raises(AgentError, match="reports meter readings"):
+        build_agent("sac", sparse_pendulum(), "mlp", dataclasses.replace(TINY, shaper_meters=True), seed=0)
+    with pytest.raises(AgentError, match="--shaper-meters needs a diffusion, mlp or linear shaper"):
+        build_shaper("perfect", 3, 2, dataclasses.replace(TINY, shaper_meters=True), 1, 4)
     with pytest.raises(AgentError, match="need a diffusion or mlp shaper"):
         build_shaper("potential", 3, 2, dataclasses.replace(TINY, shaper_labels="items"), 4)
     _, shaper = build_agent(

@@ -91,6 +91,18 @@ def test_money_adds_up(tiny, mode):
         assert settled.sum() == env.slots // tiny.settlement_slots and settled[-1]
     else:
         assert settled.all()
+    # every slot's meter readings: what info["dc"] says the sites did, scaled, no money
+    twin = env.unwrapped
+    slot_kwh = twin.it_peak_kw * twin.slot_s / 3600.0
+    for i in infos:
+        meters = i["meters"].reshape(twin.n_dc, -1)
+        assert meters.shape[1] * twin.n_dc == len(twin.meter_names) == 2 * 7
+        np.testing.assert_allclose(meters[:, 0] * twin.capacity_ref, i["dc"]["served_images"], rtol=1e-5)
+        np.testing.assert_allclose(meters[:, 1], i["dc"]["quality"], rtol=1e-6)
+        np.testing.assert_allclose(meters[:, 2] * twin.capacity_ref, i["dc"]["late"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(meters[:, 4] * slot_kwh, i["dc"]["grid_import_kwh"], rtol=1e-5, atol=1e-6)
+        moved_out = i["transfer_jobs"].sum(axis=1) - np.diag(i["transfer_jobs"])
+        np.testing.assert_allclose(meters[:, 6] * twin.capacity_ref, moved_out, rtol=1e-5, atol=1e-6)
     # the itemised settlement: per DC and term, on settlement slots only, adding up to what each pays
     assert all(("settled_items" in i) == i["settled"] for i in infos)
     items = np.array([i["settled_items"] for i in infos if i["settled"]])
