@@ -4,6 +4,7 @@ algorithms are not copied), and the callback that refits the shaper from stored 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -382,7 +383,11 @@ class ShaperCallback(BaseCallback):
             stats.append(self.shaper.fit_batch(self.buffer.sample_periods(self.periods, self.max_slots)))
         self.buffer.refresh_periods(self.max_slots)
         self.n_fits += 1
-        self.last = {k: float(np.nanmean([s.get(k, np.nan) for s in stats])) for k in stats[-1]}
+        with (
+            warnings.catch_warnings()
+        ):  # a key NaN in every fit (nothing settled yet) averages to NaN, quietly
+            warnings.simplefilter("ignore", RuntimeWarning)
+            self.last = {k: float(np.nanmean([s.get(k, np.nan) for s in stats])) for k in stats[-1]}
         self.last.update(self.diagnostics())
         self.last["fits"] = self.n_fits
         self.last["enabled"] = float(self.buffer.shaping_enabled)

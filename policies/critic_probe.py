@@ -88,10 +88,10 @@ class Checkpoint:
 
 
 def load_shaper(folder: Path, cfg: dict, env: gym.Env, policy: TrainedPolicy) -> RewardShaper | None:
-    """The learned shaper (diffusion or mlp) saved in a checkpoint ``folder``, or None (no shaper.pt, or the run's
+    """The learned shaper (diffusion, mlp or linear) saved in a checkpoint ``folder``, or None (no shaper.pt, or the run's
     shaping has no r_hat(s, a))."""
     shaping = str(cfg.get("shaping"))
-    if shaping not in ("diffusion", "mlp") or not (folder / "shaper.pt").is_file():
+    if shaping not in ("diffusion", "mlp", "linear") or not (folder / "shaper.pt").is_file():
         return None
     agent = AgentConfig(**{f.name: cfg[f.name] for f in fields(AgentConfig) if f.name in cfg})
     agent = replace(agent, device="cpu")

@@ -77,7 +77,9 @@ def test_agents_update_and_shapers_fit(algo, shaping):
     assert not torch.equal(params(model.actor), actor0)
     if shaper is not None:
         cb = callbacks[0]
-        bounded = float(shaper.bound) > 0 or shaper.reads_hidden or shaper.kind == "linear"  # linear: unbounded
+        bounded = (
+            float(shaper.bound) > 0 or shaper.reads_hidden or shaper.kind == "linear"
+        )  # linear: unbounded
         assert cb.n_fits >= 2 and shaper.fitted and bounded
         assert model.replay_buffer.shaping_enabled
         assert np.isfinite(cb.last["loss"])
