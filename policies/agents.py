@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,8 @@ from policies.shapers.base import pearson
 
 ALGOS: dict[str, type[OffPolicyAlgorithm]] = {"sac": SAC, "td3": TD3}
 SHAPINGS = ("none", "diffusion", "mlp", "linear", "potential", "perfect")
+#: The learned shapers with an r_hat(s, a) (a potential has none; perfect's is the hidden reward itself).
+LEARNED_SHAPINGS = ("diffusion", "mlp", "linear")
 #: What a learned shaper's period sums regress (``AgentConfig.shaper_labels``).
 SHAPER_LABELS = ("total", "items")
 
@@ -111,6 +113,11 @@ class AgentConfig:
     """slots sampled per period (randomised return decomposition beyond this)"""
     device: str = "cpu"
     """torch device of the networks and the shaper"""
+
+    @classmethod
+    def from_saved(cls, saved: dict) -> AgentConfig:
+        """The settings of a run's saved ``config.json`` (fields it lacks keep their defaults)."""
+        return cls(**{f.name: saved[f.name] for f in fields(cls) if f.name in saved})
 
 
 #: ``AgentConfig`` fields only a shaper reads (a run without shaping is the same run whatever they are), those only
@@ -379,13 +386,13 @@ class ShaperCallback(BaseCallback):
         stats: list[dict[str, float]] = []
         if getattr(self.shaper, "closed_form", False):  # one exact fit on every whole period stored
             stats.append(self.shaper.fit_batch(self.buffer.whole_periods()))
-        for _ in range(0 if stats else self.updates):
-            stats.append(self.shaper.fit_batch(self.buffer.sample_periods(self.periods, self.max_slots)))
+        else:
+            for _ in range(self.updates):
+                stats.append(self.shaper.fit_batch(self.buffer.sample_periods(self.periods, self.max_slots)))
         self.buffer.refresh_periods(self.max_slots)
         self.n_fits += 1
-        with (
-            warnings.catch_warnings()
-        ):  # a key NaN in every fit (nothing settled yet) averages to NaN, quietly
+        # a key NaN in every fit (nothing settled yet) averages to NaN, quietly
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             self.last = {k: float(np.nanmean([s.get(k, np.nan) for s in stats])) for k in stats[-1]}
         self.last.update(self.diagnostics())

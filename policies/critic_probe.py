@@ -40,7 +40,7 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import gymnasium as gym
@@ -49,7 +49,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from policies.agents import AgentConfig, AgentError, build_shaper, flat_dims, shaper_sizes
+from policies.agents import LEARNED_SHAPINGS, AgentConfig, AgentError, build_shaper, flat_dims, shaper_sizes
 from policies.eval_callback import DAY_SEED0, held_out_days, is_twin
 from policies.evaluate import EvaluateError, TrainedPolicy, load_policy
 from policies.experiment_env import EnvSpec, RestrictedActions, VariantError, make_env
@@ -91,10 +91,9 @@ def load_shaper(folder: Path, cfg: dict, env: gym.Env, policy: TrainedPolicy) ->
     """The learned shaper (diffusion, mlp or linear) saved in a checkpoint ``folder``, or None (no shaper.pt, or the run's
     shaping has no r_hat(s, a))."""
     shaping = str(cfg.get("shaping"))
-    if shaping not in ("diffusion", "mlp", "linear") or not (folder / "shaper.pt").is_file():
+    if shaping not in LEARNED_SHAPINGS or not (folder / "shaper.pt").is_file():
         return None
-    agent = AgentConfig(**{f.name: cfg[f.name] for f in fields(AgentConfig) if f.name in cfg})
-    agent = replace(agent, device="cpu")
+    agent = replace(AgentConfig.from_saved(cfg), device="cpu")
     obs_dim, act_dim = flat_dims(policy.model)
     try:
         shaper = build_shaper(shaping, obs_dim, act_dim, agent, **shaper_sizes(env, shaping, agent))

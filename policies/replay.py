@@ -328,9 +328,10 @@ class ShapedReplayBuffer(ReplayBuffer):
             else t(np.where(mask[..., None] > 0, self.meters[idx, envs], 0.0)),
         )
 
-    def whole_periods(self) -> PeriodBatch:
-        """Every complete period in the buffer once, all its slots, in the order they were lived."""
-        ends = self.complete_period_ends()
+    def whole_periods(self, ends: tuple[np.ndarray, np.ndarray] | None = None) -> PeriodBatch:
+        """Every complete period in the buffer (or of ``ends``, as ``sample_periods`` takes them) once, all its
+        slots, in the order they were lived."""
+        ends = self.complete_period_ends() if ends is None else ends
         order = np.argsort(self.period_ids[ends[0], ends[1]], kind="stable")
         return self.sample_periods(len(order), self.buffer_size, ends=ends, pick=order)
 

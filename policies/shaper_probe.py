@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +27,15 @@ import torch
 from stable_baselines3.common.save_util import load_from_pkl
 from tqdm import tqdm
 
-from policies.agents import SHAPER_LABELS, AgentConfig, AgentError, build_shaper
+from policies.agents import LEARNED_SHAPINGS, SHAPER_LABELS, AgentConfig, AgentError, build_shaper
 from policies.replay import ShapedReplayBuffer
 from policies.run_dir import BUFFER_FILE, RunDir, RunDirError
 from policies.shapers import PeriodBatch, RewardShaper, ShaperError
 from policies.shapers.base import pearson
 from traces.atomic import write_csv_atomic
 
-#: Shapers with an r_hat(s, a) to score (a potential has no per-slot reward; perfect is the hidden reward itself).
-PROBED = ("diffusion", "mlp", "linear")
+#: Shapers with an r_hat(s, a) to score.
+PROBED = LEARNED_SHAPINGS
 
 
 class ProbeError(ValueError):
@@ -52,7 +52,7 @@ def load_run(run: Path) -> tuple[ShapedReplayBuffer, AgentConfig]:
     buffer = load_from_pkl(ckpt / BUFFER_FILE)
     if not isinstance(buffer, ShapedReplayBuffer):
         raise ProbeError(f"{ckpt / BUFFER_FILE} is not a ShapedReplayBuffer")
-    return buffer, AgentConfig(**{f.name: saved[f.name] for f in fields(AgentConfig) if f.name in saved})
+    return buffer, AgentConfig.from_saved(saved)
 
 
 def split_periods(buffer: ShapedReplayBuffer, held_out: float) -> tuple[tuple, tuple]:
@@ -143,9 +143,7 @@ def probe(
     rows = []
     for n in tqdm(range(1, updates + 1), disable=not progress, desc="shaper fits"):
         if getattr(shaper, "closed_form", False):  # every slot of every fit period, in the order lived
-            batch = buffer.sample_periods(
-                len(fit_ends[0]), buffer.buffer_size, ends=fit_ends, pick=np.arange(len(fit_ends[0]))
-            )
+            batch = buffer.whole_periods(fit_ends)
         else:
             batch = buffer.sample_periods(cfg.shaper_periods, cfg.shaper_max_slots, ends=fit_ends)
         shaper.fit_batch(per_slot(batch) if supervised else batch)

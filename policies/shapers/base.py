@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -150,10 +151,11 @@ class RewardShaper(nn.Module, ABC):
         """Per-sample r_hat(s, a) of each settlement item, each in [-bound, bound], shape (B, items)."""
 
     def step_reward(
-        self, obs: torch.Tensor, actions: torch.Tensor, meters: torch.Tensor | None = None
+        self, obs: torch.Tensor, actions: torch.Tensor, meters: torch.Tensor | None = None, **options: Any
     ) -> torch.Tensor:
-        """Per-sample r_hat(s, a), the sum over items, shape (B,)."""
-        return self.item_rewards(obs, actions, meters).sum(dim=-1)
+        """Per-sample r_hat(s, a), the sum over items, shape (B,); ``options`` go to ``item_rewards`` (the
+        diffusion shaper's ``noise``)."""
+        return self.item_rewards(obs, actions, meters, **options).sum(dim=-1)
 
     def shaping_term(
         self,

@@ -25,6 +25,7 @@ utility reached 0.74 with the clipping and 0.26 without it.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -86,16 +87,10 @@ class DiffusionShaper(RewardShaper):
         hidden: int = 256,
         schedule: str = "vp",
         clip_denoised: bool = True,
-        lr: float = 3e-4,
-        reward_bound: float | None = None,
-        uses_action: bool = True,
-        items: int = 1,
-        meters: int = 0,
+        **common: Any,
     ):
-        super().__init__(
-            obs_dim, act_dim, lr=lr, reward_bound=reward_bound, uses_action=uses_action, items=items,
-            meters=meters,
-        )  # fmt: skip
+        """``common``: ``RewardShaper``'s keywords (lr, reward_bound, uses_action, items, meters)."""
+        super().__init__(obs_dim, act_dim, **common)
         if latent < 1 or hidden < 1:
             raise ShaperError(f"latent size and hidden width must be >= 1, got {latent} and {hidden}")
         self.steps, self.latent, self.clip_denoised = steps, latent, clip_denoised
@@ -112,7 +107,7 @@ class DiffusionShaper(RewardShaper):
         self.register_buffer("post_std", (betas * (1 - ab_prev) / (1 - ab)).clamp(min=1e-20).sqrt())
         self.encoder = mlp([self.input_dim, hidden, hidden])
         self.denoiser = Denoiser(latent, hidden, hidden)
-        self.head = nn.Linear(latent, items)
+        self.head = nn.Linear(latent, self.items)
         # r_hat starts at exactly 0 (no noise injected into the critic before any fit); gradients still reach
         # the head first and then, through it, the chain.
         nn.init.zeros_(self.head.weight)
@@ -141,12 +136,3 @@ class DiffusionShaper(RewardShaper):
     ) -> torch.Tensor:
         cond = self.encoder(self.inputs(obs, actions, meters))
         return self.bound * torch.tanh(self.head(self.denoise(cond, noise)))
-
-    def step_reward(
-        self,
-        obs: torch.Tensor,
-        actions: torch.Tensor,
-        meters: torch.Tensor | None = None,
-        noise: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        return self.item_rewards(obs, actions, meters, noise).sum(dim=-1)

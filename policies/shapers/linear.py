@@ -38,7 +38,6 @@ class LinearShaper(RewardShaper):
         self.register_buffer("weight", torch.zeros(self.input_dim))
         self.register_buffer("bias", torch.zeros(()))
         self.register_buffer("ridge", torch.tensor(float("nan")))
-        self.dummy = torch.nn.Parameter(torch.zeros(()), requires_grad=False)  # an optimizer needs one
 
     def item_rewards(
         self, obs: torch.Tensor, actions: torch.Tensor, meters: torch.Tensor | None = None
@@ -77,6 +76,12 @@ class LinearShaper(RewardShaper):
         self.n_updates += 1
         rel = float((design @ coef - y).abs().mean() / y.abs().mean().clamp(min=1e-12))
         return {"loss": rel, "decomp_rel_err": rel, "held_out_rel_err": best[0], "ridge": best[1]}
+
+    def extra_state(self) -> dict:
+        return {}  # no optimizer: the fit is exact, its result is in the buffers
+
+    def load_extra_state(self, state: dict) -> None:
+        pass
 
 
 def ridge(design: torch.Tensor, y: torch.Tensor, lam: float) -> torch.Tensor:

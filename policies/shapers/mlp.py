@@ -3,6 +3,8 @@ return-decomposition training as the diffusion shaper, with one MLP from (s, a) 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from policies.shapers.base import RewardShaper, ShaperError, mlp
@@ -21,19 +23,13 @@ class MLPShaper(RewardShaper):
         *,
         hidden: int = 256,
         layers: int = 3,
-        lr: float = 3e-4,
-        reward_bound: float | None = None,
-        uses_action: bool = True,
-        items: int = 1,
-        meters: int = 0,
+        **common: Any,
     ):
-        super().__init__(
-            obs_dim, act_dim, lr=lr, reward_bound=reward_bound, uses_action=uses_action, items=items,
-            meters=meters,
-        )  # fmt: skip
+        """``common``: ``RewardShaper``'s keywords (lr, reward_bound, uses_action, items, meters)."""
+        super().__init__(obs_dim, act_dim, **common)
         if hidden < 1 or layers < 1:
             raise ShaperError(f"hidden width and layer count must be >= 1, got {hidden} and {layers}")
-        self.net = mlp([self.input_dim, *([hidden] * layers), items])
+        self.net = mlp([self.input_dim, *([hidden] * layers), self.items])
 
     def item_rewards(
         self, obs: torch.Tensor, actions: torch.Tensor, meters: torch.Tensor | None = None
