@@ -377,11 +377,14 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
             "med_abs_dq": g.critic_dq.abs().median(), "med_abs_dg": g.true_dg.abs().median(),
             "sign_agree": agree, "corr": corr,
         }  # fmt: skip
-        if "shaper_dr" in g and g.shaper_dr.notna().any():
-            # the shaper's ranking against the slot's own reward, and against the discounted return (the whole
-            # rest of the day's with --gamma 1)
-            out["shaper_sign_agree"], out["shaper_corr"] = agreement(g.shaper_dr, g.true_dr)
-            out["shaper_dg_sign_agree"], out["shaper_dg_corr"] = agreement(g.shaper_dr, g.true_dg)
+        # the shaper's ranking against the slot's own reward, and against the discounted return (the whole rest of
+        # the day's with --gamma 1); NaN for a checkpoint saved without a shaper (every group has the same keys)
+        shaped = "shaper_dr" in g and g.shaper_dr.notna().any()
+        none = (np.nan, np.nan)
+        out["shaper_sign_agree"], out["shaper_corr"] = agreement(g.shaper_dr, g.true_dr) if shaped else none
+        out["shaper_dg_sign_agree"], out["shaper_dg_corr"] = (
+            agreement(g.shaper_dr, g.true_dg) if shaped else none
+        )
         return pd.Series(out)
 
     keys = ["checkpoint", "step", "dim", "site", "direction"]
@@ -390,6 +393,7 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     parts.append(overall.reset_index().assign(site="all", direction="both"))
     table = pd.concat(parts, ignore_index=True)
     table["n"] = table.n.astype(int)
+    table = table.drop(columns=[c for c in table if c.startswith("shaper_") and table[c].isna().all()])
     return table.sort_values(["step", "dim", "site", "direction"], kind="stable").reset_index(drop=True)
 
 
@@ -511,11 +515,11 @@ def main(argv: list[str] | None = None) -> int:
     if rows.empty:
         print("error: no move stayed in range at the probed slots", file=sys.stderr)
         return 2
+    if args.csv:  # first: the moves are what took minutes to measure
+        write_csv_atomic(args.csv, rows)
     print(summarise(rows).to_string(index=False, float_format=lambda x: f"{x:.4f}"))
     print()
     print(levels(rows).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
-    if args.csv:
-        write_csv_atomic(args.csv, rows)
     if args.png:
         probe_figure(
             rows,

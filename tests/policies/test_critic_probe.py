@@ -12,7 +12,16 @@ import pandas as pd
 import pytest
 import torch
 
-from policies.critic_probe import DAY_SEED0, Move, critic_value, load_checkpoints, main, moved, run_env
+from policies.critic_probe import (
+    DAY_SEED0,
+    Move,
+    critic_value,
+    load_checkpoints,
+    main,
+    moved,
+    run_env,
+    summarise,
+)
 from policies.eval_callback import held_out_days
 from policies.run_dir import RunDir
 from policies.train import main as train
@@ -207,3 +216,23 @@ def test_a_shaped_run_has_its_shaper_ranked_against_the_slots_own_reward(shaped_
     assert ckpt.shaper.meters == len(env.unwrapped.meter_names)  # r_hat read each move's own meter readings
     saved = torch.load(run.latest_checkpoint() / "shaper.pt", weights_only=False)["state"]
     assert torch.equal(ckpt.shaper.head.weight, saved["head.weight"])
+
+
+def test_a_checkpoint_without_a_shaper_beside_one_with_it_summarises():
+    """A run's best policy may be saved without its shaper while its latest checkpoint has one: the summary
+    gives the shaper's agreement where there is one and NaN where not (it once crashed on the mix)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for ckpt, step, shaped in (("best", 10, False), ("latest", 40, True)):
+        for _ in range(6):
+            true = rng.normal()
+            rows.append({
+                "checkpoint": ckpt, "step": step, "dim": "steps", "site": "a", "direction": "up",
+                "policy_value": 20.0, "critic_dq": true, "true_dg": true, "true_dg_boot": true,
+                "shaper_dr": -true if shaped else np.nan, "true_dr": true,
+            })  # fmt: skip
+    table = summarise(pd.DataFrame(rows)).set_index("checkpoint")
+    assert table.loc["best"].shaper_sign_agree.isna().all()  # nothing to rank
+    assert (table.loc["latest"].shaper_sign_agree == 0).all() and (table.loc["latest"].sign_agree == 1).all()
+    unshaped = summarise(pd.DataFrame(rows).query("checkpoint == 'best'"))
+    assert not any(c.startswith("shaper_") for c in unshaped)
