@@ -4,14 +4,19 @@ reward the buffer keeps for diagnosis (no learner ever trains on it).
 
     python -m policies.shaper_probe RUN_DIR [--shaping diffusion] [--updates 1000] [--no-action]
                                     [--labels total|items] [--meters] [--supervised] [--png PATH]
+                                    [--periods N] [--slots N] [--draws N]
 
 Every ``--every`` fits it reports, on the training and on the held-out periods: the relative error of the
 decomposed period sums (what the fit minimises, the only score a learner could watch) and the correlation of
 r_hat with the hidden per-slot reward, overall and within periods (each minus its period's mean: the part of the
 credit a ``redistribute`` mix moves between slots). A shaper whose held-out sum error falls while its
 correlation does not rise is fitting sums the settlements cannot tie to slots. The fits are the shaper's own
-(``RewardShaper.fit_batch``, the run's ``shaper_periods`` and ``shaper_max_slots``); the buffer is the one a
-learner filled, so its states and actions are that learner's, not a random policy's.
+(``RewardShaper.fit_batch``, the run's ``shaper_periods`` and ``shaper_max_slots`` unless ``--periods`` and
+``--slots`` say otherwise: ``--periods 8 --slots 288`` fits 8 whole days a step where the quick budget's 32 x 48
+samples 48 random slots of each day); the buffer is the one a learner filled, so its states and actions are that
+learner's, not a random policy's. A stochastic shaper (diffusion: its chain starts from noise) is scored on the
+mean of ``--draws`` draws of r_hat per slot, with its own random numbers, so the fits are the same whatever
+``--draws`` and ``--every`` are.
 """
 
 from __future__ import annotations
@@ -70,19 +75,18 @@ def split_periods(buffer: ShapedReplayBuffer, held_out: float) -> tuple[tuple, t
     return (pos[:cut], env[:cut]), (pos[cut:], env[cut:])
 
 
-def score(shaper: RewardShaper, buffer: ShapedReplayBuffer, ends: tuple) -> dict[str, float]:
-    """Sum error and correlations of r_hat with the hidden reward over every slot of the periods ``ends``."""
+def score(shaper: RewardShaper, buffer: ShapedReplayBuffer, ends: tuple, draws: int = 1) -> dict[str, float]:
+    """Sum error and correlations of r_hat with the hidden reward over every slot of the periods ``ends``; r_hat
+    of a stochastic shaper is the mean of ``draws`` draws, made without touching the fits' random numbers."""
     periods = [buffer.period_slots(p, e) for p, e in zip(*ends, strict=True)]
     envs = np.concatenate([np.full(len(s), e) for s, e in zip(periods, ends[1], strict=True)])
     idx = np.concatenate(periods)
-    with torch.no_grad():
+    obs, actions = buffer.to_torch(buffer.observations[idx, envs]), buffer.to_torch(buffer.actions[idx, envs])
+    meters = buffer.to_torch(np.nan_to_num(buffer.meters[idx, envs])) if shaper.meters else None
+    with torch.no_grad(), torch.random.fork_rng():
         shaper.eval()
-        meters = buffer.to_torch(np.nan_to_num(buffer.meters[idx, envs])) if shaper.meters else None
-        r_hat = shaper.step_reward(
-            buffer.to_torch(buffer.observations[idx, envs]),
-            buffer.to_torch(buffer.actions[idx, envs]),
-            meters,
-        ).numpy()
+        n = draws if shaper.stochastic else 1
+        r_hat = (sum(shaper.step_reward(obs, actions, meters) for _ in range(n)) / n).numpy()
     hidden = buffer.hidden[idx, envs].astype(np.float64)
     lengths = np.array([len(s) for s in periods])
     period_of = np.repeat(np.arange(len(periods)), lengths)
@@ -133,16 +137,17 @@ def probe(
     held_out: float,
     progress: bool = False,
     supervised: bool = False,
+    draws: int = 1,
 ) -> pd.DataFrame:
     """One row per scored point: fits so far and each split's sum error and correlations. ``supervised``: the
     shaper fits the hidden per-slot reward itself (each slot a period of its own), the ceiling of its model class
-    on these states and actions, which no learner could reach from settlements."""
+    on these states and actions, which no learner could reach from settlements. ``draws``: see ``score``."""
     fit_ends, out_ends = split_periods(buffer, held_out)
     if not np.isfinite(buffer.hidden[fit_ends[0], fit_ends[1]]).any():
         raise ProbeError("the buffer holds no hidden per-slot reward (the env's info has no 'utility')")
     rows = []
     for n in tqdm(range(1, updates + 1), disable=not progress, desc="shaper fits"):
-        if getattr(shaper, "closed_form", False):  # every slot of every fit period, in the order lived
+        if shaper.closed_form:  # every slot of every fit period, in the order lived
             batch = buffer.whole_periods(fit_ends)
         else:
             batch = buffer.sample_periods(cfg.shaper_periods, cfg.shaper_max_slots, ends=fit_ends)
@@ -150,7 +155,7 @@ def probe(
         if n % every == 0 or n == updates:
             row = {"updates": n}
             for split, ends in (("fit", fit_ends), ("held_out", out_ends)):
-                row.update({f"{split}_{k}": v for k, v in score(shaper, buffer, ends).items()})
+                row.update({f"{split}_{k}": v for k, v in score(shaper, buffer, ends, draws).items()})
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -202,6 +207,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--supervised", action="store_true",
         help="a ceiling, not a decomposition: fit the hidden per-slot reward itself (no learner has it)",
     )  # fmt: skip
+    ap.add_argument("--periods", type=int, help="periods per fit instead of the run's shaper_periods")
+    ap.add_argument(
+        "--slots", type=int,
+        help="at most this many random slots of each period instead of the run's shaper_max_slots "
+        "(a period's length or more: whole periods)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--draws", type=int, default=1,
+        help="score a stochastic shaper (diffusion) on the mean of this many draws of r_hat; default 1",
+    )  # fmt: skip
     ap.add_argument("--seed", type=int, default=0, help="seed of the shaper's weights and of the sampling")
     ap.add_argument("--csv", type=Path, help="write the table here")
     ap.add_argument("--png", type=Path, help="draw the table here")
@@ -216,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ProbeError(f"unknown shaping {args.shaping!r}; choose one of {', '.join(PROBED)}")
         if args.updates < 1 or args.every < 1:
             raise ProbeError(f"--updates and --every must be >= 1, got {args.updates} and {args.every}")
+        for flag in ("periods", "slots", "draws"):
+            if getattr(args, flag) is not None and getattr(args, flag) < 1:
+                raise ProbeError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
         if not 0 < args.held_out < 1:
             raise ProbeError(f"--held-out must be between 0 and 1, got {args.held_out}")
         buffer, cfg = load_run(args.run)
@@ -241,13 +259,17 @@ def main(argv: list[str] | None = None) -> int:
             meters = buffer.meters.shape[-1]
         if args.shaper_hidden is not None:
             cfg = replace(cfg, shaper_hidden=args.shaper_hidden)
+        if args.periods is not None:
+            cfg = replace(cfg, shaper_periods=args.periods)
+        if args.slots is not None:
+            cfg = replace(cfg, shaper_max_slots=args.slots)
         torch.manual_seed(args.seed)
         np.random.seed(args.seed)  # noqa: NPY002 (the buffer samples from the global RNG, as SB3 seeds it)
         buffer.device = torch.device("cpu")
         shaper = build_shaper(args.shaping, buffer.obs_shape[0], buffer.action_dim, cfg, items, meters)
         table = probe(
             buffer, shaper, cfg, updates=args.updates, every=args.every, held_out=args.held_out,
-            progress=not args.no_progress, supervised=args.supervised,
+            progress=not args.no_progress, supervised=args.supervised, draws=args.draws,
         )  # fmt: skip
     except (ProbeError, RunDirError, AgentError, ShaperError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -260,7 +282,16 @@ def main(argv: list[str] | None = None) -> int:
         inputs += (", meters" if cfg.shaper_meters else "") + (
             ", supervised per slot" if args.supervised else ""
         )
-        title = f"{args.shaping} r_hat({inputs}) refitted on {args.run.name} (held out: the last {args.held_out:g})"
+        batch = (
+            ""
+            if shaper.closed_form
+            else f", {cfg.shaper_periods} periods x <= {cfg.shaper_max_slots} slots a fit"
+        )
+        draws = f", mean of {args.draws} draws" if shaper.stochastic and args.draws > 1 else ""
+        title = (
+            f"{args.shaping} r_hat({inputs}) refitted on {args.run.name}{batch}{draws} "
+            f"(held out: the last {args.held_out:g})"
+        )
         probe_figure(table, args.png, title)
     return 0
 

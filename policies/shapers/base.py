@@ -87,6 +87,10 @@ class RewardShaper(nn.Module, ABC):
     kind: str = "base"
     #: True for a diagnostic whose term is the buffer's hidden per-slot value, not ``shaping_term`` (see perfect.py)
     reads_hidden: bool = False
+    #: True for a shaper fitted exactly, once per fit, on every slot of the whole periods stored (see linear.py)
+    closed_form: bool = False
+    #: True where r_hat(s, a) is a random draw (the diffusion shaper's chain starts from noise), not a function
+    stochastic: bool = False
 
     def __init__(
         self,

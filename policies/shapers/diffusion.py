@@ -76,6 +76,7 @@ class DiffusionShaper(RewardShaper):
     ``uses_action=False``)."""
 
     kind = "diffusion"
+    stochastic = True
 
     def __init__(
         self,
