@@ -379,12 +379,11 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
         }  # fmt: skip
         # the shaper's ranking against the slot's own reward, and against the discounted return (the whole rest of
         # the day's with --gamma 1); NaN for a checkpoint saved without a shaper (every group has the same keys)
-        shaped = "shaper_dr" in g and g.shaper_dr.notna().any()
-        none = (np.nan, np.nan)
-        out["shaper_sign_agree"], out["shaper_corr"] = agreement(g.shaper_dr, g.true_dr) if shaped else none
-        out["shaper_dg_sign_agree"], out["shaper_dg_corr"] = (
-            agreement(g.shaper_dr, g.true_dg) if shaped else none
-        )
+        shaped = g.shaper_dr.notna().any()
+        for name, true in (("shaper", g.true_dr), ("shaper_dg", g.true_dg)):
+            out[f"{name}_sign_agree"], out[f"{name}_corr"] = (
+                agreement(g.shaper_dr, true) if shaped else (np.nan,) * 2
+            )
         return pd.Series(out)
 
     keys = ["checkpoint", "step", "dim", "site", "direction"]
