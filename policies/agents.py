@@ -19,6 +19,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from policies.replay import REWARD_MIXES, ShapedReplayBuffer
 from policies.shapers import (
+    AnchoredShaper,
     DiffusionShaper,
     LinearShaper,
     MLPShaper,
@@ -30,9 +31,11 @@ from policies.shapers import (
 from policies.shapers.base import pearson
 
 ALGOS: dict[str, type[OffPolicyAlgorithm]] = {"sac": SAC, "td3": TD3}
-SHAPINGS = ("none", "diffusion", "mlp", "linear", "potential", "perfect")
+#: ``linear+<network>``: the network fits what the linear decomposition leaves (policies/shapers/anchored.py).
+SHAPINGS = ("none", "diffusion", "mlp", "linear", "linear+diffusion", "linear+mlp", "potential", "perfect")
 #: The learned shapers with an r_hat(s, a) (a potential has none; perfect's is the hidden reward itself).
-LEARNED_SHAPINGS = ("diffusion", "mlp", "linear")
+LEARNED_SHAPINGS = ("diffusion", "mlp", "linear", "linear+diffusion", "linear+mlp")
+ANCHOR = "linear+"
 #: What a learned shaper's period sums regress (``AgentConfig.shaper_labels``).
 SHAPER_LABELS = ("total", "items")
 
@@ -132,7 +135,7 @@ ALGO_SETTINGS = {"sac": ("ent_coef",), "td3": ("td3_noise",)}
 def unused_settings(algo: str, shaping: str) -> set[str]:
     """The ``AgentConfig`` fields that a run of ``algo`` with ``shaping`` never reads."""
     unused = {k for a, keys in ALGO_SETTINGS.items() if a != algo for k in keys}
-    if shaping != "diffusion":
+    if shaping.removeprefix(ANCHOR) != "diffusion":
         unused |= set(DIFFUSION_SETTINGS)
     if shaping == "none":
         unused |= set(SHAPER_SETTINGS)
@@ -230,6 +233,17 @@ def build_shaper(
         "hidden": cfg.shaper_hidden, "lr": cfg.shaper_lr, "uses_action": cfg.shaper_uses_action,
         "items": items if itemised else 1, "meters": meters if cfg.shaper_meters else 0,
     }  # fmt: skip
+    if shaping.startswith(ANCHOR):
+        if itemised:
+            raise AgentError(
+                f"the {shaping} shaper fits the settled amount: shaper labels 'items' are not supported"
+            )
+        anchor = build_shaper("linear", obs_dim, act_dim, cfg, meters=meters)
+        residual = build_shaper(shaping.removeprefix(ANCHOR), obs_dim, act_dim, cfg, meters=meters)
+        try:
+            return AnchoredShaper(anchor, residual).to(cfg.device)
+        except ShaperError as exc:
+            raise AgentError(str(exc)) from exc
     try:
         if shaping == "diffusion":
             shaper = DiffusionShaper(
@@ -385,9 +399,9 @@ class ShaperCallback(BaseCallback):
     def fit(self) -> dict[str, float]:
         """``updates`` gradient steps of the shaper, then diagnostics recorded to the SB3 logger."""
         stats: list[dict[str, float]] = []
-        if self.shaper.closed_form:  # one exact fit on every whole period stored
-            stats.append(self.shaper.fit_batch(self.buffer.whole_periods()))
-        else:
+        if self.shaper.fits_whole:  # an exact fit on every whole period stored (the linear shaper, an anchor)
+            stats.append(self.shaper.fit_whole(self.buffer.whole_periods()))
+        if not self.shaper.closed_form:
             for _ in range(self.updates):
                 stats.append(self.shaper.fit_batch(self.buffer.sample_periods(self.periods, self.max_slots)))
         self.buffer.refresh_periods(self.max_slots)
@@ -395,7 +409,8 @@ class ShaperCallback(BaseCallback):
         # a key NaN in every fit (nothing settled yet) averages to NaN, quietly
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            self.last = {k: float(np.nanmean([s.get(k, np.nan) for s in stats])) for k in stats[-1]}
+            keys = dict.fromkeys(k for s in stats for k in s)
+            self.last = {k: float(np.nanmean([s.get(k, np.nan) for s in stats])) for k in keys}
         self.last.update(self.diagnostics())
         self.last["fits"] = self.n_fits
         self.last["enabled"] = float(self.buffer.shaping_enabled)

@@ -17,6 +17,8 @@ LEARNERS: dict[str, tuple[str, str]] = {
     "sac": ("sac", "none"),
     "sac+mlp": ("sac", "mlp"),
     "sac+linear": ("sac", "linear"),
+    "sac+linear+diffusion": ("sac", "linear+diffusion"),
+    "sac+linear+mlp": ("sac", "linear+mlp"),
     "td3+diffusion": ("td3", "diffusion"),
     "sac+perfect": ("sac", "perfect"),
 }

@@ -145,13 +145,15 @@ def probe(
     fit_ends, out_ends = split_periods(buffer, held_out)
     if not np.isfinite(buffer.hidden[fit_ends[0], fit_ends[1]]).any():
         raise ProbeError("the buffer holds no hidden per-slot reward (the env's info has no 'utility')")
+    labelled = per_slot if supervised else lambda batch: batch
     rows = []
     for n in tqdm(range(1, updates + 1), disable=not progress, desc="shaper fits"):
-        if shaper.closed_form:  # every slot of every fit period, in the order lived
-            batch = buffer.whole_periods(fit_ends)
-        else:
-            batch = buffer.sample_periods(cfg.shaper_periods, cfg.shaper_max_slots, ends=fit_ends)
-        shaper.fit_batch(per_slot(batch) if supervised else batch)
+        if n == 1 and shaper.fits_whole:  # every slot of every fit period, in the order lived: fitted once
+            shaper.fit_whole(labelled(buffer.whole_periods(fit_ends)))
+        if not shaper.closed_form:
+            shaper.fit_batch(
+                labelled(buffer.sample_periods(cfg.shaper_periods, cfg.shaper_max_slots, ends=fit_ends))
+            )
         if n % every == 0 or n == updates:
             row = {"updates": n}
             for split, ends in (("fit", fit_ends), ("held_out", out_ends)):

@@ -89,6 +89,9 @@ class RewardShaper(nn.Module, ABC):
     reads_hidden: bool = False
     #: True for a shaper fitted exactly, once per fit, on every slot of the whole periods stored (see linear.py)
     closed_form: bool = False
+    #: True for a shaper that wants every slot of the whole periods stored at each refit (``fit_whole``), before
+    #: any gradient steps (the linear shaper's exact fit, an anchored shaper's anchor)
+    fits_whole: bool = False
     #: True where r_hat(s, a) is a random draw (the diffusion shaper's chain starts from noise), not a function
     stochastic: bool = False
 
@@ -227,6 +230,11 @@ class RewardShaper(nn.Module, ABC):
         self.optimizer.step()
         self.n_updates += 1
         return {"loss": float(loss.detach()), **diag}
+
+    def fit_whole(self, batch: PeriodBatch) -> dict[str, float]:
+        """The part of a refit that reads every slot of the whole periods in ``batch`` (``fits_whole``); a shaper
+        that does not want one has none."""
+        raise ShaperError(f"the {self.kind} shaper has no fit on whole periods")
 
     def extra_state(self) -> dict:
         """Everything a checkpoint needs besides ``state_dict``."""

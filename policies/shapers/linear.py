@@ -30,6 +30,7 @@ class LinearShaper(RewardShaper):
     kind = "linear"
     #: fitted once per refit on all whole periods, not by gradient steps on sampled ones
     closed_form = True
+    fits_whole = True
 
     def __init__(self, obs_dim: int, act_dim: int, *, uses_action: bool = True, meters: int = 0):
         super().__init__(obs_dim, act_dim, uses_action=uses_action, meters=meters)
@@ -76,6 +77,9 @@ class LinearShaper(RewardShaper):
         self.n_updates += 1
         rel = float((design @ coef - y).abs().mean() / y.abs().mean().clamp(min=1e-12))
         return {"loss": rel, "decomp_rel_err": rel, "held_out_rel_err": best[0], "ridge": best[1]}
+
+    def fit_whole(self, batch: PeriodBatch) -> dict[str, float]:
+        return self.fit_batch(batch)
 
     def extra_state(self) -> dict:
         return {}  # no optimizer: the fit is exact, its result is in the buffers

@@ -62,7 +62,9 @@ def params(module: torch.nn.Module) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("algo", ["sac", "td3"])
-@pytest.mark.parametrize("shaping", ["none", "diffusion", "mlp", "linear", "potential", "perfect"])
+@pytest.mark.parametrize(
+    "shaping", ["none", "diffusion", "mlp", "linear", "linear+diffusion", "linear+mlp", "potential", "perfect"]
+)
 def test_agents_update_and_shapers_fit(algo, shaping):
     env = twin_tiny() or sparse_pendulum()
     model, shaper = build_agent(algo, env, shaping, TINY, seed=0)
@@ -83,6 +85,8 @@ def test_agents_update_and_shapers_fit(algo, shaping):
         assert cb.n_fits >= 2 and shaper.fitted and bounded
         assert model.replay_buffer.shaping_enabled
         assert np.isfinite(cb.last["loss"])
+        if shaping.startswith("linear+"):  # the anchor's exact fit, then the residual's gradient steps
+            assert np.isfinite(cb.last["anchor_loss"]) and shaper.residual.bound > 0
     env.close()
 
 
