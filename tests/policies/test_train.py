@@ -63,7 +63,8 @@ def params(module: torch.nn.Module) -> torch.Tensor:
 
 @pytest.mark.parametrize("algo", ["sac", "td3"])
 @pytest.mark.parametrize(
-    "shaping", ["none", "diffusion", "mlp", "linear", "linear+diffusion", "linear+mlp", "potential", "perfect"]
+    "shaping",
+    ["none", "diffusion", "mlp", "linear", "linear+diffusion", "linear+mlp", "potential", "perfect"],
 )
 def test_agents_update_and_shapers_fit(algo, shaping):
     env = twin_tiny() or sparse_pendulum()
