@@ -90,8 +90,9 @@ class HeldOutEvalCallback(BaseCallback):
 
     With ``val_days`` > 0 each evaluation also runs ``validation_days`` (columns ``val_*``), and a policy better on
     them than every earlier one is saved to ``best`` (``model.zip``, the reward shaper as it was then where the
-    learner has one, and ``state.json``: its step and validation utility), replacing the last; the step-0 policy is a candidate like any other. Checkpoints carry a copy of
-    ``best`` (``policies.train``), so a resumed run selects as an uninterrupted one would."""
+    learner has one, and ``state.json``: its step and validation utility), replacing the last; the step-0 policy
+    is a candidate like any other. Checkpoints carry a copy of ``best`` (``policies.train``), so a resumed run
+    selects as an uninterrupted one would."""
 
     def __init__(
         self,

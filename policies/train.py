@@ -74,7 +74,8 @@ class Args(AgentConfig):
     algo: str = "sac"
     """scheduler algorithm: sac | td3"""
     shaping: str = "diffusion"
-    """reward shaping: diffusion | mlp | none | potential | perfect (a diagnostic: the hidden per-slot reward)"""
+    """reward shaping: diffusion | mlp | linear | linear+diffusion | linear+mlp (the network fits what the linear
+    decomposition leaves) | none | potential | perfect (a diagnostic: the hidden per-slot reward)"""
     scenario: str = "tiny"
     """twin scenario: a bundled name (tiny, default) or a TOML path"""
     reward_mode: str | None = None
