@@ -397,7 +397,9 @@ class ShaperCallback(BaseCallback):
         return self.eta * max(0.0, 1.0 - max(0, step - self.start) / self.eta_decay_steps)
 
     def fit(self) -> dict[str, float]:
-        """``updates`` gradient steps of the shaper, then diagnostics recorded to the SB3 logger."""
+        """The shaper's fit on every whole period stored where it wants one (``fits_whole``), then ``updates``
+        gradient steps on sampled periods unless it is fitted in closed form; diagnostics recorded to the SB3
+        logger."""
         stats: list[dict[str, float]] = []
         if self.shaper.fits_whole:  # an exact fit on every whole period stored (the linear shaper, an anchor)
             stats.append(self.shaper.fit_whole(self.buffer.whole_periods()))

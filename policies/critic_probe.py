@@ -21,7 +21,8 @@ count to the neighbouring entry of the step set (below and above), its battery s
   states' values: what the critic's own targets would add, since SB3 bootstraps past the day's truncation;
 - ``critic_q`` and ``true_g_boot``: the levels, Q(s, a) and the unmoved continuation's discounted return plus
   that bootstrap (the value Q(s, a) estimates);
-- for a checkpoint saved with a learned shaper (a checkpoint folder, ``latest`` included; ``best/`` keeps none):
+- for a checkpoint saved with a learned shaper (a checkpoint folder, ``latest`` included; ``best/`` of runs trained
+  since the best policy's shaper is kept with it):
   ``shaper_dr``, the change of r_hat(s, a) (a diffusion shaper's averaged over ``SHAPER_DRAWS`` common draws),
   and ``true_dr``, the change of the slot's own reward in the twin: what a flawless per-slot credit (the
   ``perfect`` shaper) would assign the move. At gamma 0 with ``reward_mix=redistribute`` and eta 1 r_hat is the
@@ -53,7 +54,7 @@ from policies.agents import LEARNED_SHAPINGS, AgentConfig, AgentError, build_sha
 from policies.eval_callback import DAY_SEED0, held_out_days, is_twin
 from policies.evaluate import EvaluateError, TrainedPolicy, load_policy
 from policies.experiment_env import EnvSpec, RestrictedActions, VariantError, make_env
-from policies.run_dir import RunDir, RunDirError, best_state, checkpoint_step
+from policies.run_dir import SHAPER_FILE, RunDir, RunDirError, best_state, checkpoint_step
 from policies.shapers import RewardShaper
 from traces.atomic import write_csv_atomic
 
@@ -79,7 +80,7 @@ class Move:
 @dataclass
 class Checkpoint:
     """A saved policy of the run: its name (``best``, ``latest`` or a checkpoint folder), step and policy, and the
-    reward shaper saved with it (checkpoint folders of a run with a learned shaper; ``best/`` keeps none)."""
+    reward shaper saved with it (None where the folder has none: a ``best/`` saved before it kept the shaper)."""
 
     name: str
     step: int
@@ -88,17 +89,17 @@ class Checkpoint:
 
 
 def load_shaper(folder: Path, cfg: dict, env: gym.Env, policy: TrainedPolicy) -> RewardShaper | None:
-    """The learned shaper (diffusion, mlp or linear) saved in a checkpoint ``folder``, or None (no shaper.pt, or the run's
-    shaping has no r_hat(s, a))."""
+    """The learned shaper (one of ``LEARNED_SHAPINGS``) saved in a checkpoint ``folder``, or None (no shaper file, or
+    the run's shaping has no r_hat(s, a))."""
     shaping = str(cfg.get("shaping"))
-    if shaping not in LEARNED_SHAPINGS or not (folder / "shaper.pt").is_file():
+    if shaping not in LEARNED_SHAPINGS or not (folder / SHAPER_FILE).is_file():
         return None
     agent = replace(AgentConfig.from_saved(cfg), device="cpu")
     obs_dim, act_dim = flat_dims(policy.model)
     try:
         shaper = build_shaper(shaping, obs_dim, act_dim, agent, **shaper_sizes(env, shaping, agent))
         shaper.load_state_dict(
-            torch.load(folder / "shaper.pt", map_location="cpu", weights_only=False)["state"]
+            torch.load(folder / SHAPER_FILE, map_location="cpu", weights_only=False)["state"]
         )
     except (AgentError, RuntimeError, KeyError) as exc:
         raise CriticProbeError(f"{folder}: cannot load its shaper: {exc}") from None

@@ -20,7 +20,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from policies.evaluate import MONEY, TrainedPolicy  # MONEY: the per-day money terms, unscaled
 from policies.policy import episode_rates, run_episode, spread
 from policies.residual import Residual
-from policies.run_dir import MetricsLog, best_state, publish_dir
+from policies.run_dir import SHAPER_FILE, MetricsLog, best_state, publish_dir, save_shaper
 from traces.atomic import write_json_atomic
 
 #: Arrival seed of the i-th evaluated day (the experiments' day seeds): fixed, so every evaluation of every run
@@ -89,9 +89,10 @@ class HeldOutEvalCallback(BaseCallback):
     ``resume(step)`` keeps the rows up to the checkpoint's step and the next evaluation follows on from it.
 
     With ``val_days`` > 0 each evaluation also runs ``validation_days`` (columns ``val_*``), and a policy better on
-    them than every earlier one is saved to ``best`` (``model.zip`` and ``state.json``: its step and validation
-    utility), replacing the last; the step-0 policy is a candidate like any other. Checkpoints carry a copy of
-    ``best`` (``policies.train``), so a resumed run selects as an uninterrupted one would."""
+    them than every earlier one is saved to ``best`` (``model.zip``, the reward shaper as it was then where the
+    learner has one, and ``state.json``: its step and validation utility), replacing the last; the step-0 policy
+    is a candidate like any other. Checkpoints carry a copy of ``best`` (``policies.train``), so a resumed run
+    selects as an uninterrupted one would."""
 
     def __init__(
         self,
@@ -172,6 +173,9 @@ class HeldOutEvalCallback(BaseCallback):
     def keep_best(self, utility: float) -> None:
         def write(folder: Path) -> None:
             self.model.save(folder / "model.zip")
+            shaper = getattr(self.model.replay_buffer, "shaper", None)
+            if shaper is not None:  # the shaper as it was at this policy (the critic probe scores it there)
+                save_shaper(folder / SHAPER_FILE, shaper)
             write_json_atomic(folder / "state.json", {"step": self.num_timesteps, "val_utility": utility})
 
         publish_dir(self.best, write)

@@ -10,7 +10,7 @@ from typing import Any
 #: twin where energy weighs more against image revenue (every price times a level: energy).
 STUDIES = ("convergence", "outcome", "prices", "models", "ablations", "sensitivity", "sparsity", "energy")
 
-#: Every learner a study can train: label -> (algorithm, shaping). The first four are the paper's convergence
+#: Every learner a study can train: label -> (algorithm, shaping). ``PAPER_LEARNERS`` are the paper's convergence
 #: comparison (the budgets' default); sac+perfect is a diagnostic (policies/shapers/perfect.py), run on request.
 LEARNERS: dict[str, tuple[str, str]] = {
     "sac+diffusion": ("sac", "diffusion"),

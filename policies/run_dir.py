@@ -25,8 +25,11 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
 EVAL_FILE = "eval.csv"  # held-out evaluations during training (policies.eval_callback)
 LATEST_FILE = "latest"
-BEST_DIR = "best"  # the policy best on validation days (policies.eval_callback): model.zip + state.json
+BEST_DIR = (
+    "best"  # the policy best on validation days (policies.eval_callback): model.zip, state.json, shaper
+)
 BUFFER_FILE = "replay_buffer.pkl"  # in a checkpoint folder, SB3's save_replay_buffer
+SHAPER_FILE = "shaper.pt"  # in a checkpoint or best folder: the shaper's state_dict (save_shaper)
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
@@ -199,3 +202,8 @@ def save_pickle(path: Path, obj: Any) -> None:
 def load_pickle(path: Path) -> Any:
     with open(path, "rb") as fh:
         return pickle.load(fh)
+
+
+def save_shaper(path: Path, shaper: Any) -> None:
+    """A reward shaper's weights (``state``) and what else it needs to go on training (``extra``: its optimizer)."""
+    torch.save({"state": shaper.state_dict(), "extra": shaper.extra_state()}, path)

@@ -44,6 +44,7 @@ from policies.residual import RESIDUAL_SCALE, ResidualEnv, ResidualError, residu
 from policies.run_dir import (
     BEST_DIR,
     BUFFER_FILE,
+    SHAPER_FILE,
     MetricsLog,
     RunDir,
     RunDirError,
@@ -53,6 +54,7 @@ from policies.run_dir import (
     rng_state,
     run_name,
     save_pickle,
+    save_shaper,
     set_rng_state,
 )
 from policies.shapers import RewardShaper, ShaperError
@@ -72,7 +74,8 @@ class Args(AgentConfig):
     algo: str = "sac"
     """scheduler algorithm: sac | td3"""
     shaping: str = "diffusion"
-    """reward shaping: diffusion | mlp | none | potential | perfect (a diagnostic: the hidden per-slot reward)"""
+    """reward shaping: diffusion | mlp | linear | linear+diffusion | linear+mlp (the network fits what the linear
+    decomposition leaves) | none | potential | perfect (a diagnostic: the hidden per-slot reward)"""
     scenario: str = "tiny"
     """twin scenario: a bundled name (tiny, default) or a TOML path"""
     reward_mode: str | None = None
@@ -381,10 +384,7 @@ class CheckpointCallback(BaseCallback):
             self.model.save(folder / "model.zip")
             self.model.save_replay_buffer(folder / BUFFER_FILE)
             if self.shaper is not None:
-                torch.save(
-                    {"state": self.shaper.state_dict(), "extra": self.shaper.extra_state()},
-                    folder / "shaper.pt",
-                )
+                save_shaper(folder / SHAPER_FILE, self.shaper)
             save_pickle(folder / "rng.pkl", rng_state(self.model.action_space))
             state = {
                 "step": self.num_timesteps,
@@ -518,7 +518,7 @@ def restore(args: Args, run: RunDir, ckpt: Path, env, cfg: AgentConfig):
     obs_dim, act_dim = flat_dims(env)
     shaper = build_shaper(args.shaping, obs_dim, act_dim, cfg, **shaper_sizes(env, args.shaping, cfg))
     if shaper is not None:
-        saved = torch.load(ckpt / "shaper.pt", map_location=cfg.device, weights_only=False)
+        saved = torch.load(ckpt / SHAPER_FILE, map_location=cfg.device, weights_only=False)
         shaper.load_state_dict(saved["state"])
         shaper.load_extra_state(saved["extra"])
     model = load_agent(args.algo, ckpt / "model.zip", ckpt / BUFFER_FILE, env, shaper, cfg.device)

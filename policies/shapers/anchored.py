@@ -4,10 +4,14 @@ return decomposition to what the linear part leaves of each settled amount.
 
 Why it exists. On the buffer of a residual SAC run with daily settlements the linear decomposition's credit is
 as good as the networks' (held-out correlation with the hidden per-slot reward 0.925 against 0.86-0.92,
-results/shaper-probe), and it gets the sign of what a one-notch move of the action changes right where the
-networks got it wrong (results/critic-probe): its one slope is identified from every state at once, the
-networks' slopes from the little the action varies around each state. Anchoring keeps the linear slope and lets
-the network add only what the daily sums say the linear part misses, inside a bound of its own.
+results/shaper-probe), and it gets the sign of what a one-notch move of the action changes right more often
+than the networks did (results/critic-probe): its one slope per input is identified from every state at once,
+the networks' slopes from the little the action varies around each state. Anchoring starts r_hat from the linear
+fit and lets the network fit what the daily sums say the linear part misses. Nothing holds the network to a
+small correction: its tanh bound is a plain shaper's (from the settled amounts), and the anchor is refitted at
+every refit on a growing buffer while the residual goes on from where it was. The diffusion residual starts at
+exactly 0 (its head is zero-initialised); the mlp residual starts from its random initialisation, as the plain
+mlp shaper does.
 """
 
 from __future__ import annotations
@@ -15,19 +19,27 @@ from __future__ import annotations
 import torch
 
 from policies.shapers.base import PeriodBatch, RewardShaper, ShaperError
+from policies.shapers.diffusion import DiffusionShaper
 from policies.shapers.linear import LinearShaper
+from policies.shapers.mlp import MLPShaper
 
 
 class AnchoredShaper(RewardShaper):
-    """r_hat = ``anchor``'s linear r_hat + ``residual``'s r_hat (one output: the settled total)."""
+    """r_hat = ``anchor``'s linear r_hat + ``residual``'s r_hat (one output: the settled total). The residual's own
+    optimizer and update count are not used: this shaper's optimizer steps the residual's parameters (the anchor
+    has none) and counts the steps."""
 
     fits_whole = True  # the anchor's exact fit, then the residual's gradient steps
 
-    def __init__(self, anchor: LinearShaper, residual: RewardShaper):
-        if residual.items != 1 or residual.closed_form or residual.reads_hidden:
+    def __init__(self, anchor: LinearShaper, residual: DiffusionShaper | MLPShaper):
+        if not isinstance(anchor, LinearShaper) or not isinstance(residual, DiffusionShaper | MLPShaper):
             raise ShaperError(
-                f"the linear anchor takes one learned network fitting the settled total, got a {residual.kind} "
-                f"shaper with {residual.items} outputs"
+                f"an anchored shaper is a linear anchor plus a diffusion or mlp residual, got {anchor.kind} plus "
+                f"{residual.kind}"
+            )
+        if residual.items != 1:
+            raise ShaperError(
+                f"the residual fits the settled total (one output), got {residual.items} outputs"
             )
         if reads(anchor) != reads(residual):
             raise ShaperError("the linear anchor and its residual must read the same inputs")
@@ -37,6 +49,7 @@ class AnchoredShaper(RewardShaper):
         self.stochastic = residual.stochastic
         self.anchor, self.residual = anchor, residual
         self.fixed_bound = residual.fixed_bound
+        self.bound.copy_(residual.bound)
 
     @property
     def fitted(self) -> bool:
@@ -58,14 +71,11 @@ class AnchoredShaper(RewardShaper):
         return {f"anchor_{k}": v for k, v in self.anchor.fit_batch(batch).items()}
 
     def fit_batch(self, batch: PeriodBatch) -> dict[str, float]:
-        """One gradient step of the residual on sampled periods (the anchor, fitted by ``fit_whole``, stays put);
-        nothing before the anchor's first fit, so the residual never learns what the anchor will take."""
+        """One gradient step of the residual on sampled periods, the anchor as last fitted by ``fit_whole``;
+        nothing before the anchor's first fit."""
         if not self.anchor.fitted:
             return {"loss": float("nan")}
         return super().fit_batch(batch)
-
-    def extra_state(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict()}
 
 
 def reads(shaper: RewardShaper) -> tuple[int, int, bool, int]:

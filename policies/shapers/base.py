@@ -87,7 +87,8 @@ class RewardShaper(nn.Module, ABC):
     kind: str = "base"
     #: True for a diagnostic whose term is the buffer's hidden per-slot value, not ``shaping_term`` (see perfect.py)
     reads_hidden: bool = False
-    #: True for a shaper fitted exactly, once per fit, on every slot of the whole periods stored (see linear.py)
+    #: True for a shaper fitted exactly, once per refit, on every slot of the whole periods stored (``fit_whole``),
+    #: and by no gradient steps (see linear.py); such a shaper ``fits_whole`` too
     closed_form: bool = False
     #: True for a shaper that wants every slot of the whole periods stored at each refit (``fit_whole``), before
     #: any gradient steps (the linear shaper's exact fit, an anchored shaper's anchor)
@@ -107,6 +108,8 @@ class RewardShaper(nn.Module, ABC):
         meters: int = 0,
     ):
         super().__init__()
+        if self.closed_form and not self.fits_whole:
+            raise ShaperError(f"the {self.kind} shaper is fitted in closed form but not on whole periods")
         if obs_dim < 1 or act_dim < 1:
             raise ShaperError(f"obs_dim and act_dim must be >= 1, got {obs_dim} and {act_dim}")
         if items < 1 or meters < 0:

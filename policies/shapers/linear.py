@@ -25,7 +25,7 @@ HELD_OUT = 0.25
 
 class LinearShaper(RewardShaper):
     """r_hat(s, a) = b + w . (x - mu) / sd, x = [s, a] (or s) [+ meters]; no tanh bound. ``fit_batch`` wants every
-    slot of the periods it gets (``ShapedReplayBuffer.whole_periods``, as ``closed_form`` tells the callback)."""
+    slot of the periods it gets (``ShapedReplayBuffer.whole_periods``, as ``fits_whole`` tells the callback)."""
 
     kind = "linear"
     #: fitted once per refit on all whole periods, not by gradient steps on sampled ones
@@ -90,6 +90,6 @@ class LinearShaper(RewardShaper):
 
 def ridge(design: torch.Tensor, y: torch.Tensor, lam: float) -> torch.Tensor:
     """argmin |design c - y|^2 + lam |c[1:]|^2 (the first column, the bias's, unpenalised)."""
-    penalty = torch.eye(design.shape[1], dtype=design.dtype) * lam
+    penalty = torch.eye(design.shape[1], dtype=design.dtype, device=design.device) * lam
     penalty[0, 0] = 0.0
     return torch.linalg.solve(design.T @ design + penalty, design.T @ y)

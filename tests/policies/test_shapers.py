@@ -3,6 +3,7 @@ denoising chain, gradients, return decomposition on a toy with known per-step re
 
 from __future__ import annotations
 
+import io
 import pickle
 
 import numpy as np
@@ -300,15 +301,31 @@ def test_anchored_shaper_round_trips_and_rejects_what_it_cannot_anchor():
     shaper = anchored_mlp()
     shaper.fit_whole(linear_plus_product(torch.Generator().manual_seed(0), periods=40)[0])
     shaper.fit_batch(linear_plus_product(torch.Generator().manual_seed(1))[0])
+    saved = (
+        io.BytesIO()
+    )  # a resumed run: weights and the residual's optimizer, through a file as train.py saves
+    torch.save({"state": shaper.state_dict(), "extra": shaper.extra_state()}, saved)
+    saved.seek(0)
+    loaded = torch.load(saved, weights_only=False)
     again = anchored_mlp()
-    again.load_state_dict(shaper.state_dict())
+    again.load_state_dict(loaded["state"])
+    again.load_extra_state(loaded["extra"])
     obs, act = torch.rand(5, OBS), torch.rand(5, ACT)
     with torch.no_grad():
         assert torch.equal(again.step_reward(obs, act), shaper.step_reward(obs, act))
+    step = linear_plus_product(torch.Generator().manual_seed(2))[0]
+    shaper.fit_batch(step)
+    again.fit_batch(step)
+    assert all(torch.equal(a, b) for a, b in zip(again.parameters(), shaper.parameters(), strict=True))
     assert again.fitted and again.kind == "linear+mlp" and not again.stochastic
-    assert AnchoredShaper(LinearShaper(OBS, ACT), small_diffusion()).stochastic
-    with pytest.raises(ShaperError, match="one learned network fitting the settled total"):
+    fresh = AnchoredShaper(LinearShaper(OBS, ACT), small_diffusion())
+    assert fresh.stochastic
+    with torch.no_grad():  # the diffusion residual starts at 0: the shaper starts as its anchor
+        assert torch.equal(fresh.step_reward(obs, act), fresh.anchor.step_reward(obs, act))
+    with pytest.raises(ShaperError, match="fits the settled total"):
         AnchoredShaper(LinearShaper(OBS, ACT), MLPShaper(OBS, ACT, items=2))
+    with pytest.raises(ShaperError, match="a linear anchor plus a diffusion or mlp residual"):
+        AnchoredShaper(LinearShaper(OBS, ACT), LinearShaper(OBS, ACT))
     with pytest.raises(ShaperError, match="must read the same inputs"):
         AnchoredShaper(LinearShaper(OBS, ACT), MLPShaper(OBS, ACT, uses_action=False))
     with pytest.raises(ShaperError, match="no fit on whole periods"):

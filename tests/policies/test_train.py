@@ -12,7 +12,16 @@ import pandas as pd
 import pytest
 import torch
 
-from policies.agents import AgentConfig, AgentError, ShaperCallback, build_agent, build_shaper
+from policies.agents import (
+    DIFFUSION_SETTINGS,
+    SHAPER_SETTINGS,
+    AgentConfig,
+    AgentError,
+    ShaperCallback,
+    build_agent,
+    build_shaper,
+    unused_settings,
+)
 from policies.delayed import SettlementWrapper
 from policies.train import main
 
@@ -63,7 +72,8 @@ def params(module: torch.nn.Module) -> torch.Tensor:
 
 @pytest.mark.parametrize("algo", ["sac", "td3"])
 @pytest.mark.parametrize(
-    "shaping", ["none", "diffusion", "mlp", "linear", "linear+diffusion", "linear+mlp", "potential", "perfect"]
+    "shaping",
+    ["none", "diffusion", "mlp", "linear", "linear+diffusion", "linear+mlp", "potential", "perfect"],
 )
 def test_agents_update_and_shapers_fit(algo, shaping):
     env = twin_tiny() or sparse_pendulum()
@@ -190,6 +200,8 @@ def test_itemised_labels_need_a_learned_shaper_and_an_itemising_env():
         build_shaper("perfect", 3, 2, dataclasses.replace(TINY, shaper_meters=True), 1, 4)
     with pytest.raises(AgentError, match="need a diffusion or mlp shaper"):
         build_shaper("potential", 3, 2, dataclasses.replace(TINY, shaper_labels="items"), 4)
+    with pytest.raises(AgentError, match="linear\\+mlp shaper fits the settled amount"):
+        build_shaper("linear+mlp", 3, 2, dataclasses.replace(TINY, shaper_labels="items"), 4)
     _, shaper = build_agent(
         "sac", sparse_pendulum(), "none", dataclasses.replace(TINY, shaper_labels="items"), seed=0
     )
@@ -250,3 +262,9 @@ def test_help_lists_field_docs(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     assert "denoising steps W" in out and "--shaping-start" in out
+
+
+def test_an_anchored_shaper_reads_the_diffusion_settings_only_with_a_diffusion_residual():
+    assert set(DIFFUSION_SETTINGS) <= unused_settings("sac", "linear+mlp")
+    assert not set(DIFFUSION_SETTINGS) & unused_settings("sac", "linear+diffusion")
+    assert not set(SHAPER_SETTINGS) & unused_settings("sac", "linear+mlp")

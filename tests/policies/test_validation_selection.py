@@ -11,12 +11,13 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from policies import eval_callback, experiments
+from policies import critic_probe, eval_callback, experiments
 from policies.eval_callback import DAY_SEED0, VAL_SEED0, day_means, validation_days
 from policies.evaluate import TrainedPolicy, load_trained
 from policies.experiment_env import EnvSpec, make_env, register
-from policies.run_dir import RunDir, RunDirError, checkpoint_step, publish_dir
+from policies.run_dir import SHAPER_FILE, RunDir, RunDirError, checkpoint_step, publish_dir
 from policies.train import Args, main, train
 
 from .test_eval_callback import twin_or_skip
@@ -188,3 +189,21 @@ def test_publish_dir_keeps_the_old_copy_when_writing_fails(tmp_path):
         publish_dir(final, fail)
     assert (final / "model.zip").read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["best"]  # no temporary folder left behind
+
+
+def test_the_best_policy_keeps_the_shaper_it_was_trained_with(tmp_path):
+    """``best/`` holds the shaper as it was at the chosen policy, which the critic probe loads there."""
+    twin_or_skip()
+    run = RunDir(tmp_path / "run")
+    shaped = dataclasses.replace(
+        args(run.path), shaping="linear+mlp", reward_mode="sparse", shaping_start=40, shaper_fit_every=20,
+        shaper_updates=2, shaper_periods=4,
+    )  # fmt: skip
+    train(shaped)
+    saved = torch.load(run.best / SHAPER_FILE, weights_only=False)["state"]
+    latest = torch.load(run.latest_checkpoint() / SHAPER_FILE, weights_only=False)["state"]
+    assert set(saved) == set(latest) and int(saved["n_updates"]) <= int(latest["n_updates"])
+    cfg = run.load_config()
+    best, last = critic_probe.load_checkpoints(run, cfg, ["best", "latest"], critic_probe.run_env(run, cfg))
+    assert best.shaper is not None and best.shaper.kind == "linear+mlp" and last.shaper is not None
+    assert torch.equal(best.shaper.anchor.weight, saved["anchor.weight"])
