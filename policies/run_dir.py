@@ -25,9 +25,7 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
 EVAL_FILE = "eval.csv"  # held-out evaluations during training (policies.eval_callback)
 LATEST_FILE = "latest"
-BEST_DIR = (
-    "best"  # the policy best on validation days (policies.eval_callback): model.zip, state.json, shaper
-)
+BEST_DIR = "best"  # the policy best on validation days (eval_callback): model.zip, state.json, shaper
 BUFFER_FILE = "replay_buffer.pkl"  # in a checkpoint folder, SB3's save_replay_buffer
 SHAPER_FILE = "shaper.pt"  # in a checkpoint or best folder: the shaper's state_dict (save_shaper)
 _STEP_DIR = re.compile(r"^step_(\d+)$")

@@ -11,7 +11,8 @@ fit and lets the network fit what the daily sums say the linear part misses. Not
 small correction: its tanh bound is a plain shaper's (from the settled amounts), and the anchor is refitted at
 every refit on a growing buffer while the residual goes on from where it was. The diffusion residual starts at
 exactly 0 (its head is zero-initialised); the mlp residual starts from its random initialisation, as the plain
-mlp shaper does.
+mlp shaper does. Measured (results/residual-g0-eta1-anchored-40k, 8 seeds): both anchored learners end about a
+point of the oracle bound above plain SAC; above the linear shaper alone by 0.4-0.5 points, not significant.
 """
 
 from __future__ import annotations
