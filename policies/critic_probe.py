@@ -54,7 +54,7 @@ from policies.agents import LEARNED_SHAPINGS, AgentConfig, AgentError, build_sha
 from policies.eval_callback import DAY_SEED0, held_out_days, is_twin
 from policies.evaluate import EvaluateError, TrainedPolicy, load_policy
 from policies.experiment_env import EnvSpec, RestrictedActions, VariantError, make_env
-from policies.run_dir import SHAPER_FILE, RunDir, RunDirError, best_state, checkpoint_step
+from policies.run_dir import SHAPER_FILE, RunDir, RunDirError, best_state, checkpoint_step, restore_shaper
 from policies.shapers import RewardShaper
 from traces.atomic import write_csv_atomic
 
@@ -98,9 +98,7 @@ def load_shaper(folder: Path, cfg: dict, env: gym.Env, policy: TrainedPolicy) ->
     obs_dim, act_dim = flat_dims(policy.model)
     try:
         shaper = build_shaper(shaping, obs_dim, act_dim, agent, **shaper_sizes(env, shaping, agent))
-        shaper.load_state_dict(
-            torch.load(folder / SHAPER_FILE, map_location="cpu", weights_only=False)["state"]
-        )
+        restore_shaper(folder / SHAPER_FILE, shaper)
     except (AgentError, RuntimeError, KeyError) as exc:
         raise CriticProbeError(f"{folder}: cannot load its shaper: {exc}") from None
     return shaper.eval()

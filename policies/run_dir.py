@@ -205,3 +205,11 @@ def load_pickle(path: Path) -> Any:
 def save_shaper(path: Path, shaper: Any) -> None:
     """A reward shaper's weights (``state``) and what else it needs to go on training (``extra``: its optimizer)."""
     torch.save({"state": shaper.state_dict(), "extra": shaper.extra_state()}, path)
+
+
+def restore_shaper(path: Path, shaper: Any, device: str = "cpu") -> Any:
+    """``shaper`` (built as the saved one was) with the weights and optimizer ``save_shaper`` wrote to ``path``."""
+    saved = torch.load(path, map_location=device, weights_only=False)
+    shaper.load_state_dict(saved["state"])
+    shaper.load_extra_state(saved["extra"])
+    return shaper

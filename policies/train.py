@@ -51,6 +51,7 @@ from policies.run_dir import (
     checkpoint_step,
     load_pickle,
     publish_dir,
+    restore_shaper,
     rng_state,
     run_name,
     save_pickle,
@@ -518,9 +519,7 @@ def restore(args: Args, run: RunDir, ckpt: Path, env, cfg: AgentConfig):
     obs_dim, act_dim = flat_dims(env)
     shaper = build_shaper(args.shaping, obs_dim, act_dim, cfg, **shaper_sizes(env, args.shaping, cfg))
     if shaper is not None:
-        saved = torch.load(ckpt / SHAPER_FILE, map_location=cfg.device, weights_only=False)
-        shaper.load_state_dict(saved["state"])
-        shaper.load_extra_state(saved["extra"])
+        restore_shaper(ckpt / SHAPER_FILE, shaper, cfg.device)
     model = load_agent(args.algo, ckpt / "model.zip", ckpt / BUFFER_FILE, env, shaper, cfg.device)
     model.tensorboard_log = str(run.tensorboard) if args.tensorboard else None
     if not args.tensorboard:

@@ -69,7 +69,7 @@ class AnchoredShaper(RewardShaper):
         self.bound.copy_(self.residual.bound)
 
     def fit_whole(self, batch: PeriodBatch) -> dict[str, float]:
-        return {f"anchor_{k}": v for k, v in self.anchor.fit_batch(batch).items()}
+        return {f"anchor_{k}": v for k, v in self.anchor.fit_whole(batch).items()}
 
     def fit_batch(self, batch: PeriodBatch) -> dict[str, float]:
         """One gradient step of the residual on sampled periods, the anchor as last fitted by ``fit_whole``;
