@@ -11,9 +11,9 @@ after step 0, over the steps both pages evaluated), each with its paired 95% t-i
 
 A side may pool pages that ran the same study on different seeds, e.g. a page of seeds 0-7 and its replication on
 seeds 8-15 (``--first-seed 8``): ``results/a+results/a-seeds8-15:sac``. Pooled pages must pair like the two sides
-(same scenario and held-out days), must not share a seed, and must have trained for the same number of steps; the
-training settings in which they differ are printed, for the reader to judge (a learner without a shaper ignores
-the shaper's settings)."""
+(same scenario and held-out days), must not share a seed, and must have trained for the same number of steps;
+the commits and training settings in which they differ are printed, for the reader to judge (a learner without a
+shaper ignores the shaper's settings)."""
 
 from __future__ import annotations
 
@@ -144,8 +144,12 @@ def total_steps(side: Side):
 
 
 def pooled_differences(sides: list[Side]) -> str:
-    """The training settings in which pooled pages differ, as ``key: page=value, ...`` (empty where none)."""
-    trains = [budget(s).get("train") or {} for s in sides]
+    """The commits and training settings in which pooled pages differ, as ``key: page=value, ...`` (empty where
+    none)."""
+    trains = [
+        {"commit": str(s.config.get("commit", "unknown"))[:7], **(budget(s).get("train") or {})}
+        for s in sides
+    ]
     keys = sorted({k for train in trains for k in train if len({repr(t.get(k)) for t in trains}) > 1})
     return "; ".join(
         f"{k}: "
@@ -233,11 +237,7 @@ def comparison(a: Side, b: Side, until: int | None = None) -> list[str]:
         )
     lines = [f"A = {a.label}, B = {b.label}: {len(seeds)} seeds both ran ({', '.join(map(str, seeds))}), "
              f"held-out days {a.config['eval_days']} of scenario {a.config['scenario']}"]  # fmt: skip
-    lines += [
-        f"{s.label} pools pages whose training settings differ: {s.pooled_note}"
-        for s in (a, b)
-        if s.pooled_note
-    ]
+    lines += [f"{s.label} pools pages that differ in {s.pooled_note}" for s in (a, b) if s.pooled_note]
     lines.append("held-out outcome (each run's evaluated policy; n: the seeds where both values are finite):")
     for column in OUTCOME_COLUMNS:
         if column in a.outcome.columns and column in b.outcome.columns:

@@ -231,14 +231,17 @@ def test_a_side_pools_pages_of_disjoint_seeds_and_names_their_differing_settings
     a0 = write_page(tmp_path, "a0", outcome("sac", "s", A_UTIL), curve("sac", "s", A_CURVE),
                     {**CONFIG, **budget(12000)})  # fmt: skip
     a1 = write_page(tmp_path, "a1", outcome("sac", "s", later), curve("sac", "s", later_curve),
-                    {**CONFIG, **budget(12000, shaper_periods=8)})  # fmt: skip
+                    {**CONFIG, **budget(12000, shaper_periods=8), "commit": "0123456789ab"})  # fmt: skip
     b = write_page(tmp_path, "b", outcome("sac", "s", b_util), curve("sac", "s", b_curve))
     assert main([f"{a0}+{a1}:sac", str(b)]) == 0
     out = capsys.readouterr().out
     shared = [*SHARED, *(s + 10 for s in SHARED)]
     a_util = {**A_UTIL, **later}
     assert "A = a0+a1 sac (s), B = b sac (s): 8 seeds both ran (1, 2, 3, 4, 11, 12, 13, 14)" in out
-    assert "a0+a1 sac (s) pools pages whose training settings differ: shaper_periods: a0=default, a1=8" in out
+    assert (
+        "a0+a1 sac (s) pools pages that differ in commit: a0=unknown, a1=0123456; shaper_periods: a0=default, a1=8"
+        in out
+    )
     assert paired([a_util[s] - b_util[s] for s in shared]) in line(out, "held-out outcome")
     a_curve = {**A_CURVE, **later_curve}
     assert paired([np.mean(a_curve[s][1:]) - np.mean(b_curve[s][1:]) for s in shared]) in line(
