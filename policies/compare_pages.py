@@ -7,7 +7,8 @@ A page's report compares its own learners; this compares across pages, e.g. sac 
 evaluated on the same held-out days with the same arrival seeds (checked from their config.json): a seed's runs
 then share those days and the training env's seed. Printed: the held-out outcome A − B (utility, % of the oracle,
 violation rate, energy cost) and the area under the held-out learning curve (a seed's mean over its evaluations
-after step 0, over the steps both pages evaluated), each with its paired 95% t-interval.
+after step 0, over the steps both pages evaluated), each with its paired 95% t-interval. Against a heuristic or the
+oracle (``PAGE:quality-first``), which run once, each learner seed is paired with that one deterministic run.
 
 A side may pool pages that ran the same study on different seeds, e.g. a page of seeds 0-7 and its replication on
 seeds 8-15 (``--first-seed 8``): ``results/a+results/a-seeds8-15:sac``. Pooled pages must pair like the two sides
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from policies.experiment_settings import PLAIN, STUDIES
+from policies.experiment_settings import LEARNERS, PLAIN, STUDIES
 from policies.report import fmt, held_out_curves, load_curves, load_study, paired_text, seed_pairs
 
 
@@ -229,11 +230,18 @@ def area(curves: pd.DataFrame, steps: list[int]) -> pd.Series:
 
 def comparison(a: Side, b: Side, until: int | None = None) -> list[str]:
     check_comparable(a, b)
+    baselines = [s for s in (a, b) if s.policy not in LEARNERS]
+    if len(baselines) == 2:
+        raise CompareError(
+            f"{a.policy} and {b.policy} are both baselines (one deterministic run each): nothing to pair"
+        )
+    if baselines:
+        return against_baseline(a, b)
     seeds = sorted(set(a.outcome.seed) & set(b.outcome.seed))
     if len(seeds) < 2:
         raise CompareError(
             f"the two share {len(seeds)} seed(s) ({a.label}: {len(set(a.outcome.seed))}, {b.label}: "
-            f"{len(set(b.outcome.seed))}); pairing needs two or more (heuristics and the oracle run once)"
+            f"{len(set(b.outcome.seed))}); pairing needs two or more"
         )
     lines = [f"A = {a.label}, B = {b.label}: {len(seeds)} seeds both ran ({', '.join(map(str, seeds))}), "
              f"held-out days {a.config['eval_days']} of scenario {a.config['scenario']}"]  # fmt: skip
@@ -259,6 +267,32 @@ def comparison(a: Side, b: Side, until: int | None = None) -> list[str]:
                  f"the {len(steps)} evaluations both pages made; a seed missing one is left out):")  # fmt: skip
     lines.append(paired_line("utility", area(a.curves, steps), area(b.curves, steps)))
     return lines
+
+
+def against_baseline(a: Side, b: Side) -> list[str]:
+    """A learner's seeds against a heuristic or the oracle, which ran once (deterministic on the same held-out
+    days and arrivals): A − B per seed of the learner, its interval over those seeds. No area: a baseline has no
+    learning curve."""
+    learner, base = (a, b) if a.policy in LEARNERS else (b, a)
+    seeds = sorted(set(learner.outcome.seed))
+    lines = [f"A = {a.label}, B = {b.label}: {base.policy} is a baseline, one deterministic run on held-out days "
+             f"{a.config['eval_days']} of scenario {a.config['scenario']}; the interval is over {learner.policy}'s "
+             f"{len(seeds)} seeds ({', '.join(map(str, seeds))})"]  # fmt: skip
+    lines += [f"{s.label} pools pages that differ in {s.pooled_note}" for s in (a, b) if s.pooled_note]
+    lines.append(
+        "held-out outcome (each run's evaluated policy; n: the learner's seeds where the value is finite):"
+    )
+    for column in OUTCOME_COLUMNS:
+        if column in a.outcome.columns and column in b.outcome.columns:
+            values = set(base.outcome[column].dropna())
+            if len(values) != 1:
+                raise CompareError(
+                    f"{base.label}: {len(values)} distinct {column} values; a baseline runs once per setting"
+                )
+            x = learner.outcome.groupby("seed")[column].mean()
+            y = pd.Series(values.pop(), index=x.index)
+            lines.append(paired_line(column, *((x, y) if learner is a else (y, x))))
+    return [*lines, "area under the learning curve: not computed; a baseline has no learning curve"]
 
 
 def main(argv: list[str] | None = None) -> int:

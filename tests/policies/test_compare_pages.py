@@ -272,3 +272,28 @@ def test_a_pooled_side_of_different_settings_or_an_empty_page_name_is_refused(tm
                           ([f"{a0}+:sac", str(a0)], "expected PAGE[+PAGE...]")):  # fmt: skip
         assert main(argv) == 2
         assert message in capsys.readouterr().err
+
+
+def test_a_learner_against_a_baseline_pairs_each_seed_with_its_one_run(tmp_path, capsys):
+    table = pd.concat([outcome("sac", "s", A_UTIL), outcome("quality-first", "s", {0: 680.0})])
+    page = write_page(tmp_path, "p", table, curve("sac", "s", A_CURVE))
+    assert main([f"{page}:sac", f"{page}:quality-first"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "quality-first is a baseline, one deterministic run" in out
+        and "over sac's 5 seeds (0, 1, 2, 3, 4)" in out
+    )
+    assert paired([u - 680.0 for u in A_UTIL.values()]) in line(out, "held-out outcome")
+    assert "a baseline has no learning curve" in out
+    assert main([f"{page}:quality-first", f"{page}:sac"]) == 0  # either side may be the baseline
+    assert paired([680.0 - u for u in A_UTIL.values()]) in line(capsys.readouterr().out, "held-out outcome")
+
+
+def test_two_baselines_or_a_baseline_with_two_results_are_one_line_errors(tmp_path, capsys):
+    two = pd.concat([outcome("sac", "s", A_UTIL), outcome("oracle", "s", {0: 700.0}),
+                     outcome("quality-first", "s", {0: 680.0, 1: 681.0})])  # fmt: skip
+    page = write_page(tmp_path, "p", two, None)
+    for side, message in (("oracle", "are both baselines"), ("sac", "2 distinct utility values")):
+        assert main([f"{page}:{side}", f"{page}:quality-first"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
