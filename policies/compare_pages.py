@@ -1,12 +1,20 @@
 """One learner on one results page against one on another, paired by seed:
-``python -m policies.compare_pages PAGE[:POLICY[:SETTING]] PAGE[:POLICY[:SETTING]] [--study sparsity] [--until STEP]``.
+``python -m policies.compare_pages PAGE[+PAGE...][:POLICY[:SETTING]] PAGE[+PAGE...][:POLICY[:SETTING]] [--study sparsity]
+[--until STEP]``.
 
 A page's report compares its own learners; this compares across pages, e.g. sac trained with a per-slot reward
 (one page) against sac trained with the daily settlement (another). Pairing by seed is fair only where both pages
 evaluated on the same held-out days with the same arrival seeds (checked from their config.json): a seed's runs
 then share those days and the training env's seed. Printed: the held-out outcome A − B (utility, % of the oracle,
 violation rate, energy cost) and the area under the held-out learning curve (a seed's mean over its evaluations
-after step 0, over the steps both pages evaluated), each with its paired 95% t-interval."""
+after step 0, over the steps both pages evaluated), each with its paired 95% t-interval. Against a heuristic or the
+oracle (``PAGE:quality-first``), which run once, each learner seed is paired with that one deterministic run.
+
+A side may pool pages that ran the same study on different seeds, e.g. a page of seeds 0-7 and its replication on
+seeds 8-15 (``--first-seed 8``): ``results/a+results/a-seeds8-15:sac``. Pooled pages must pair like the two sides
+(same scenario and held-out days), must not share a seed, and must have trained for the same number of steps;
+the commits and training settings in which they differ are printed, for the reader to judge (a learner without a
+shaper ignores the shaper's settings)."""
 
 from __future__ import annotations
 
@@ -17,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from policies.experiment_settings import PLAIN, STUDIES
+from policies.experiment_settings import LEARNERS, PLAIN, STUDIES
 from policies.report import fmt, held_out_curves, load_curves, load_study, paired_text, seed_pairs
 
 
@@ -30,17 +38,24 @@ class Side:
     """One learner in one setting of one page's study: its per-seed outcome rows and held-out curve (empty
     where the page has none, or none it can tell belongs to this setting: ``curve_note`` says why)."""
 
-    page: Path
+    pages: tuple[Path, ...]
     policy: str
     setting: str
     outcome: pd.DataFrame
     curves: pd.DataFrame
     config: dict
     curve_note: str = ""
+    #: Where the side pools pages: the training settings in which they differ (empty where they do not).
+    pooled_note: str = ""
+
+    @property
+    def page(self) -> Path:
+        """The first page: where a side's configuration comes from (its pooled pages share what matters)."""
+        return self.pages[0]
 
     @property
     def label(self) -> str:
-        return f"{self.page.name} {self.policy} ({self.setting})"
+        return f"{'+'.join(p.name for p in self.pages)} {self.policy} ({self.setting})"
 
 
 OUTCOME_COLUMNS = ("utility", "utility_pct_of_bound", "violation_rate", "energy_cost")
@@ -48,13 +63,13 @@ OUTCOME_COLUMNS = ("utility", "utility_pct_of_bound", "violation_rate", "energy_
 SHARED_CONFIG = ("scenario", "scenario_toml", "eval_days", "eval_day_seeds")
 
 
-def parse_side(text: str) -> tuple[Path, str, str | None]:
-    """``PAGE[:POLICY[:SETTING]]`` (policy defaults to plain sac)."""
-    page, _, rest = text.partition(":")
+def parse_side(text: str) -> tuple[list[Path], str, str | None]:
+    """``PAGE[+PAGE...][:POLICY[:SETTING]]`` (policy defaults to plain sac)."""
+    pages, _, rest = text.partition(":")
     policy, _, setting = rest.partition(":")
-    if not page:
-        raise CompareError(f"{text!r}: expected PAGE[:POLICY[:SETTING]]")
-    return Path(page), policy or PLAIN, setting or None
+    if not pages or "" in pages.split("+"):
+        raise CompareError(f"{text!r}: expected PAGE[+PAGE...][:POLICY[:SETTING]]")
+    return [Path(page) for page in pages.split("+")], policy or PLAIN, setting or None
 
 
 def require_columns(frame: pd.DataFrame, columns, what: Path) -> None:
@@ -64,7 +79,11 @@ def require_columns(frame: pd.DataFrame, columns, what: Path) -> None:
 
 
 def load_side(text: str, study: str) -> Side:
-    page, policy, setting = parse_side(text)
+    pages, policy, setting = parse_side(text)
+    return pool([load_page(page, policy, setting, study) for page in pages])
+
+
+def load_page(page: Path, policy: str, setting: str | None, study: str) -> Side:
     loaded = load_study(page, study)
     if loaded is None:
         raise CompareError(
@@ -87,7 +106,57 @@ def load_side(text: str, study: str) -> Side:
     elif setting not in settings:
         raise CompareError(f"{page}: {policy} has no setting {setting!r}; it ran in {', '.join(settings)}")
     curves, note = setting_curves(load_curves(page, study), policy, setting, len(settings), page / study)
-    return Side(page, policy, setting, rows[rows.setting == setting], curves, config, note)
+    return Side((page,), policy, setting, rows[rows.setting == setting], curves, config, note)
+
+
+def pool(sides: list[Side]) -> Side:
+    """One side made of the same learner on several pages with disjoint seeds (a study and its replications)."""
+    first = sides[0]
+    if len(sides) == 1:
+        return first
+    seen: dict[int, Path] = {}
+    for side in sides:
+        check_comparable(first, side)
+        if side.setting != first.setting:
+            raise CompareError(f"pooled pages ran {first.policy} in different settings: "
+                               f"{first.page}: {first.setting}, {side.page}: {side.setting}")  # fmt: skip
+        if total_steps(side) != total_steps(first):
+            raise CompareError(f"pooled pages trained for different steps: {first.page}: {total_steps(first)}, "
+                               f"{side.page}: {total_steps(side)}")  # fmt: skip
+        for seed in sorted(set(side.outcome.seed)):
+            if seed in seen:
+                raise CompareError(f"seed {seed} is on both {seen[seed]} and {side.page}; pooled pages must not "
+                                   "share a seed")  # fmt: skip
+            seen[seed] = side.page
+    notes = [s.curve_note for s in sides if s.curves.empty]
+    curves = pd.DataFrame() if notes else pd.concat([s.curves for s in sides], ignore_index=True)
+    return Side(tuple(p for s in sides for p in s.pages), first.policy, first.setting,
+                pd.concat([s.outcome for s in sides], ignore_index=True), curves, first.config,
+                "; ".join(notes), pooled_differences(sides))  # fmt: skip
+
+
+def budget(side: Side) -> dict:
+    value = side.config.get("budget")
+    return value if isinstance(value, dict) else {}
+
+
+def total_steps(side: Side):
+    return budget(side).get("total_steps")
+
+
+def pooled_differences(sides: list[Side]) -> str:
+    """The commits and training settings in which pooled pages differ, as ``key: page=value, ...`` (empty where
+    none)."""
+    trains = [
+        {"commit": str(s.config.get("commit", "unknown"))[:7], **(budget(s).get("train") or {})}
+        for s in sides
+    ]
+    keys = sorted({k for train in trains for k in train if len({repr(t.get(k)) for t in trains}) > 1})
+    return "; ".join(
+        f"{k}: "
+        + ", ".join(f"{s.page.name}={t.get(k, 'default')}" for s, t in zip(sides, trains, strict=True))
+        for k in keys
+    )
 
 
 def setting_curves(curves: pd.DataFrame, policy: str, setting: str, n_settings: int, where: Path):
@@ -161,14 +230,22 @@ def area(curves: pd.DataFrame, steps: list[int]) -> pd.Series:
 
 def comparison(a: Side, b: Side, until: int | None = None) -> list[str]:
     check_comparable(a, b)
+    baselines = [s for s in (a, b) if s.policy not in LEARNERS]
+    if len(baselines) == 2:
+        raise CompareError(
+            f"{a.policy} and {b.policy} are both baselines (one deterministic run each): nothing to pair"
+        )
+    if baselines:
+        return against_baseline(a, b)
     seeds = sorted(set(a.outcome.seed) & set(b.outcome.seed))
     if len(seeds) < 2:
         raise CompareError(
             f"the two share {len(seeds)} seed(s) ({a.label}: {len(set(a.outcome.seed))}, {b.label}: "
-            f"{len(set(b.outcome.seed))}); pairing needs two or more (heuristics and the oracle run once)"
+            f"{len(set(b.outcome.seed))}); pairing needs two or more"
         )
     lines = [f"A = {a.label}, B = {b.label}: {len(seeds)} seeds both ran ({', '.join(map(str, seeds))}), "
              f"held-out days {a.config['eval_days']} of scenario {a.config['scenario']}"]  # fmt: skip
+    lines += [f"{s.label} pools pages that differ in {s.pooled_note}" for s in (a, b) if s.pooled_note]
     lines.append("held-out outcome (each run's evaluated policy; n: the seeds where both values are finite):")
     for column in OUTCOME_COLUMNS:
         if column in a.outcome.columns and column in b.outcome.columns:
@@ -192,9 +269,39 @@ def comparison(a: Side, b: Side, until: int | None = None) -> list[str]:
     return lines
 
 
+def against_baseline(a: Side, b: Side) -> list[str]:
+    """A learner's seeds against a heuristic or the oracle, which ran once (deterministic on the same held-out
+    days and arrivals): A − B per seed of the learner, its interval over those seeds. No area: a baseline has no
+    learning curve."""
+    learner, base = (a, b) if a.policy in LEARNERS else (b, a)
+    seeds = sorted(set(learner.outcome.seed))
+    lines = [f"A = {a.label}, B = {b.label}: {base.policy} is a baseline, one deterministic run on held-out days "
+             f"{a.config['eval_days']} of scenario {a.config['scenario']}; the interval is over {learner.policy}'s "
+             f"{len(seeds)} seeds ({', '.join(map(str, seeds))})"]  # fmt: skip
+    lines += [f"{s.label} pools pages that differ in {s.pooled_note}" for s in (a, b) if s.pooled_note]
+    lines.append(
+        "held-out outcome (each run's evaluated policy; n: the learner's seeds where the value is finite):"
+    )
+    for column in OUTCOME_COLUMNS:
+        if column in a.outcome.columns and column in b.outcome.columns:
+            values = set(base.outcome[column].dropna())
+            if len(values) != 1:
+                raise CompareError(
+                    f"{base.label}: {len(values)} distinct {column} values; a baseline runs once per setting"
+                )
+            x = learner.outcome.groupby("seed")[column].mean()
+            y = pd.Series(values.pop(), index=x.index)
+            lines.append(paired_line(column, *((x, y) if learner is a else (y, x))))
+    return [*lines, "area under the learning curve: not computed; a baseline has no learning curve"]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m policies.compare_pages", description=__doc__.splitlines()[0])
-    ap.add_argument("a", metavar="A", help="PAGE[:POLICY[:SETTING]], e.g. results/dense-80k-val:sac")
+    ap.add_argument(
+        "a",
+        metavar="A",
+        help="PAGE[+PAGE...][:POLICY[:SETTING]], e.g. results/dense-80k-val:sac; pages joined by + pool their seeds",
+    )
     ap.add_argument("b", metavar="B", help="the same for the other side")
     ap.add_argument(
         "--study", default="sparsity", choices=STUDIES, help="the study on both pages (default sparsity)"

@@ -217,3 +217,83 @@ def test_scenarios_are_compared_as_parsed_not_as_text():
     assert not same_scenario(
         "[scenario]\nname = 'default'\n", "[scenario]\nname = 'other'\n"
     )  # unparsed: text
+
+
+def budget(total_steps: int, **train) -> dict:
+    return {"budget": {"name": "quick", "total_steps": total_steps, "train": {"eta": 1.0, **train}}}
+
+
+def test_a_side_pools_pages_of_disjoint_seeds_and_names_their_differing_settings(tmp_path, capsys):
+    later = {s + 10: u - 5.0 for s, u in A_UTIL.items()}  # a replication on seeds 10-14
+    later_curve = {s + 10: [u - 5.0 for u in us] for s, us in A_CURVE.items()}
+    b_util = {**B_UTIL, **{s + 10: u for s, u in B_UTIL.items()}}
+    b_curve = {**B_CURVE, **{s + 10: us for s, us in B_CURVE.items()}}
+    a0 = write_page(tmp_path, "a0", outcome("sac", "s", A_UTIL), curve("sac", "s", A_CURVE),
+                    {**CONFIG, **budget(12000)})  # fmt: skip
+    a1 = write_page(tmp_path, "a1", outcome("sac", "s", later), curve("sac", "s", later_curve),
+                    {**CONFIG, **budget(12000, shaper_periods=8), "commit": "0123456789ab"})  # fmt: skip
+    b = write_page(tmp_path, "b", outcome("sac", "s", b_util), curve("sac", "s", b_curve))
+    assert main([f"{a0}+{a1}:sac", str(b)]) == 0
+    out = capsys.readouterr().out
+    shared = [*SHARED, *(s + 10 for s in SHARED)]
+    a_util = {**A_UTIL, **later}
+    assert "A = a0+a1 sac (s), B = b sac (s): 8 seeds both ran (1, 2, 3, 4, 11, 12, 13, 14)" in out
+    assert (
+        "a0+a1 sac (s) pools pages that differ in commit: a0=unknown, a1=0123456; shaper_periods: a0=default, a1=8"
+        in out
+    )
+    assert paired([a_util[s] - b_util[s] for s in shared]) in line(out, "held-out outcome")
+    a_curve = {**A_CURVE, **later_curve}
+    assert paired([np.mean(a_curve[s][1:]) - np.mean(b_curve[s][1:]) for s in shared]) in line(
+        out, "area under"
+    )
+
+
+@pytest.mark.parametrize(
+    "second, message",
+    [(({5: 1.0, 4: 2.0}, budget(12000)), "seed 4 is on both"),
+     (({8: 1.0, 9: 2.0}, budget(24000)), "pooled pages trained for different steps"),
+     (({8: 1.0, 9: 2.0}, {"eval_days": [2, 182, 362]}), "the pages differ in eval_days")],
+)  # fmt: skip
+def test_pages_that_do_not_pool_are_one_line_errors(tmp_path, capsys, second, message):
+    util, change = second
+    a0 = write_page(tmp_path, "a0", outcome("sac", "s", A_UTIL), None, {**CONFIG, **budget(12000)})
+    a1 = write_page(tmp_path, "a1", outcome("sac", "s", util), None, {**CONFIG, **budget(12000), **change})
+    b = write_page(tmp_path, "b", outcome("sac", "s", B_UTIL), None)
+    assert main([f"{a0}+{a1}", str(b)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_pooled_side_of_different_settings_or_an_empty_page_name_is_refused(tmp_path, capsys):
+    a0 = write_page(tmp_path, "a0", outcome("sac", "x", A_UTIL), None)
+    a1 = write_page(tmp_path, "a1", outcome("sac", "y", {8: 1.0, 9: 2.0}), None)
+    for argv, message in (([f"{a0}+{a1}", str(a0)], "ran sac in different settings"),
+                          ([f"{a0}+:sac", str(a0)], "expected PAGE[+PAGE...]")):  # fmt: skip
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_a_learner_against_a_baseline_pairs_each_seed_with_its_one_run(tmp_path, capsys):
+    table = pd.concat([outcome("sac", "s", A_UTIL), outcome("quality-first", "s", {0: 680.0})])
+    page = write_page(tmp_path, "p", table, curve("sac", "s", A_CURVE))
+    assert main([f"{page}:sac", f"{page}:quality-first"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "quality-first is a baseline, one deterministic run" in out
+        and "over sac's 5 seeds (0, 1, 2, 3, 4)" in out
+    )
+    assert paired([u - 680.0 for u in A_UTIL.values()]) in line(out, "held-out outcome")
+    assert "a baseline has no learning curve" in out
+    assert main([f"{page}:quality-first", f"{page}:sac"]) == 0  # either side may be the baseline
+    assert paired([680.0 - u for u in A_UTIL.values()]) in line(capsys.readouterr().out, "held-out outcome")
+
+
+def test_two_baselines_or_a_baseline_with_two_results_are_one_line_errors(tmp_path, capsys):
+    two = pd.concat([outcome("sac", "s", A_UTIL), outcome("oracle", "s", {0: 700.0}),
+                     outcome("quality-first", "s", {0: 680.0, 1: 681.0})])  # fmt: skip
+    page = write_page(tmp_path, "p", two, None)
+    for side, message in (("oracle", "are both baselines"), ("sac", "2 distinct utility values")):
+        assert main([f"{page}:{side}", f"{page}:quality-first"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
