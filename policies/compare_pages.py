@@ -114,6 +114,8 @@ def pool(sides: list[Side]) -> Side:
     first = sides[0]
     if len(sides) == 1:
         return first
+    if first.policy not in LEARNERS:
+        raise CompareError(f"{first.policy} is a baseline and runs once; name one page for it, not several")
     seen: dict[int, Path] = {}
     for side in sides:
         check_comparable(first, side)
@@ -123,7 +125,10 @@ def pool(sides: list[Side]) -> Side:
         if total_steps(side) != total_steps(first):
             raise CompareError(f"pooled pages trained for different steps: {first.page}: {total_steps(first)}, "
                                f"{side.page}: {total_steps(side)}")  # fmt: skip
-        for seed in sorted(set(side.outcome.seed)):
+        if not side.curves.empty and not first.curves.empty and curve_steps(side) != curve_steps(first):
+            raise CompareError(f"pooled pages evaluated their curves at different steps ({first.page}, {side.page}); "
+                               "the area would leave one page's seeds out")  # fmt: skip
+        for seed in sorted(set(side.outcome.seed) | set(side.curves.get("seed", []))):
             if seed in seen:
                 raise CompareError(f"seed {seed} is on both {seen[seed]} and {side.page}; pooled pages must not "
                                    "share a seed")  # fmt: skip
@@ -133,6 +138,10 @@ def pool(sides: list[Side]) -> Side:
     return Side(tuple(p for s in sides for p in s.pages), first.policy, first.setting,
                 pd.concat([s.outcome for s in sides], ignore_index=True), curves, first.config,
                 "; ".join(notes), pooled_differences(sides))  # fmt: skip
+
+
+def curve_steps(side: Side) -> set[int]:
+    return set(side.curves.step)
 
 
 def budget(side: Side) -> dict:
@@ -236,6 +245,8 @@ def comparison(a: Side, b: Side, until: int | None = None) -> list[str]:
             f"{a.policy} and {b.policy} are both baselines (one deterministic run each): nothing to pair"
         )
     if baselines:
+        if until is not None:
+            raise CompareError("--until limits the area under the curve, and a baseline has no curve")
         return against_baseline(a, b)
     seeds = sorted(set(a.outcome.seed) & set(b.outcome.seed))
     if len(seeds) < 2:
@@ -277,7 +288,9 @@ def against_baseline(a: Side, b: Side) -> list[str]:
     seeds = sorted(set(learner.outcome.seed))
     lines = [f"A = {a.label}, B = {b.label}: {base.policy} is a baseline, one deterministic run on held-out days "
              f"{a.config['eval_days']} of scenario {a.config['scenario']}; the interval is over {learner.policy}'s "
-             f"{len(seeds)} seeds ({', '.join(map(str, seeds))})"]  # fmt: skip
+             f"{len(seeds)} seed{'s' * (len(seeds) != 1)} ({', '.join(map(str, seeds))})"]  # fmt: skip
+    if learner.setting != base.setting:
+        lines.append(f"note: the two ran in different settings ({learner.setting}, {base.setting})")
     lines += [f"{s.label} pools pages that differ in {s.pooled_note}" for s in (a, b) if s.pooled_note]
     lines.append(
         "held-out outcome (each run's evaluated policy; n: the learner's seeds where the value is finite):"
@@ -285,12 +298,12 @@ def against_baseline(a: Side, b: Side) -> list[str]:
     for column in OUTCOME_COLUMNS:
         if column in a.outcome.columns and column in b.outcome.columns:
             values = set(base.outcome[column].dropna())
-            if len(values) != 1:
+            if len(values) > 1:
                 raise CompareError(
                     f"{base.label}: {len(values)} distinct {column} values; a baseline runs once per setting"
                 )
             x = learner.outcome.groupby("seed")[column].mean()
-            y = pd.Series(values.pop(), index=x.index)
+            y = pd.Series(values.pop() if values else float("nan"), index=x.index)  # none: not testable
             lines.append(paired_line(column, *((x, y) if learner is a else (y, x))))
     return [*lines, "area under the learning curve: not computed; a baseline has no learning curve"]
 

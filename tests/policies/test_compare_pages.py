@@ -297,3 +297,36 @@ def test_two_baselines_or_a_baseline_with_two_results_are_one_line_errors(tmp_pa
         assert main([f"{page}:{side}", f"{page}:quality-first"]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_baseline_without_a_value_leaves_that_column_untestable(tmp_path, capsys):
+    base = outcome("quality-first", "s", {0: 680.0}).assign(energy_cost=float("nan"))
+    page = write_page(tmp_path, "p", pd.concat([outcome("sac", "s", A_UTIL), base]), None)
+    assert main([f"{page}:sac", f"{page}:quality-first"]) == 0
+    out = capsys.readouterr().out
+    assert "not testable, n = 0 seeds" in line(out, "held-out outcome", "energy_cost")
+    assert paired([u - 680.0 for u in A_UTIL.values()]) in line(out, "held-out outcome")
+
+
+def test_baselines_do_not_pool_or_take_until(tmp_path, capsys):
+    table = pd.concat([outcome("sac", "s", A_UTIL), outcome("quality-first", "s", {0: 680.0})])
+    a0, a1 = (write_page(tmp_path, name, table, None) for name in ("a0", "a1"))
+    for argv, message in (([f"{a0}:sac", f"{a0}+{a1}:quality-first"], "name one page for it"),
+                          ([f"{a0}:sac", f"{a0}:quality-first", "--until", "4000"], "a baseline has no curve")):  # fmt: skip
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_pooled_pages_must_share_curve_steps_and_not_share_a_curve_seed(tmp_path, capsys):
+    a0 = write_page(tmp_path, "a0", outcome("sac", "s", A_UTIL), curve("sac", "s", A_CURVE))
+    later = {s + 10: us for s, us in A_CURVE.items()}
+    a1 = write_page(tmp_path, "a1", outcome("sac", "s", {s + 10: 1.0 for s in A_UTIL}),
+                    curve("sac", "s", later, steps=(0, 2000, 4000, 6000)))  # fmt: skip
+    a2 = write_page(tmp_path, "a2", outcome("sac", "s", {s + 20: 1.0 for s in A_UTIL}),
+                    curve("sac", "s", {**later, 4: A_CURVE[4]}))  # seed 4's curve also on a0  # fmt: skip
+    b = write_page(tmp_path, "b", outcome("sac", "s", B_UTIL), None)
+    for pooled, message in ((f"{a0}+{a1}", "evaluated their curves at different steps"),
+                            (f"{a0}+{a2}", "seed 4 is on both")):  # fmt: skip
+        assert main([pooled, str(b)]) == 2
+        assert message in capsys.readouterr().err
