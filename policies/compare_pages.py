@@ -224,6 +224,11 @@ def check_comparable(a: Side, b: Side) -> None:
             )
 
 
+def pooled_lines(a: Side, b: Side) -> list[str]:
+    """A line for each side that pools pages differing in commit or training settings."""
+    return [f"{s.label} pools pages that differ in {s.pooled_note}" for s in (a, b) if s.pooled_note]
+
+
 def paired_line(name: str, x: pd.Series, y: pd.Series) -> str:
     """Per-seed means of A and B and A − B's paired test, over the seeds where both are finite."""
     pair = seed_pairs(x, y)
@@ -256,7 +261,7 @@ def comparison(a: Side, b: Side, until: int | None = None) -> list[str]:
         )
     lines = [f"A = {a.label}, B = {b.label}: {len(seeds)} seeds both ran ({', '.join(map(str, seeds))}), "
              f"held-out days {a.config['eval_days']} of scenario {a.config['scenario']}"]  # fmt: skip
-    lines += [f"{s.label} pools pages that differ in {s.pooled_note}" for s in (a, b) if s.pooled_note]
+    lines += pooled_lines(a, b)
     lines.append("held-out outcome (each run's evaluated policy; n: the seeds where both values are finite):")
     for column in OUTCOME_COLUMNS:
         if column in a.outcome.columns and column in b.outcome.columns:
@@ -291,7 +296,7 @@ def against_baseline(a: Side, b: Side) -> list[str]:
              f"{len(seeds)} seed{'s' * (len(seeds) != 1)} ({', '.join(map(str, seeds))})"]  # fmt: skip
     if learner.setting != base.setting:
         lines.append(f"note: the two ran in different settings ({learner.setting}, {base.setting})")
-    lines += [f"{s.label} pools pages that differ in {s.pooled_note}" for s in (a, b) if s.pooled_note]
+    lines += pooled_lines(a, b)
     lines.append(
         "held-out outcome (each run's evaluated policy; n: the learner's seeds where the value is finite):"
     )
