@@ -59,18 +59,21 @@ def welch(a, b) -> dict[str, float]:
     return {"diff": diff, "lo": diff - half, "hi": diff + half, "p": p}
 
 
-def paired_text(diffs) -> str:
-    """Mean of per-seed paired differences with its 95% t-interval and one-sample p-value."""
+def paired_text(diffs, unit: str = "seeds") -> str:
+    """Mean of paired differences (one per seed, or per ``unit``) with its 95% t-interval and one-sample p-value."""
     d = np.asarray(diffs, dtype=float)
     d = d[np.isfinite(d)]
     m, half, n = mean_ci(d)
     if n < 2 or not np.isfinite(half):
-        return f"{fmt(m)} (not testable, n = {n} seeds)"
+        return f"{fmt(m)} (not testable, n = {n} {unit})"
     if d.std(ddof=1) == 0:  # every seed the same difference (identical runs: 0): no spread to test against
-        return f"{fmt(m)} on every seed (no spread to test, n = {n} seeds)"
+        every = "every seed" if unit == "seeds" else f"all {unit}"
+        return f"{fmt(m)} on {every} (no spread to test, n = {n} {unit})"
     p = float(stats.ttest_1samp(d, 0.0).pvalue)
     word = "significant" if p < 0.05 else "not significant"
-    return f"{fmt(m)} (95% CI {fmt(m - half)} to {fmt(m + half)}, p = {fmt(p)}: {word} at 95%, n = {n} seeds)"
+    return (
+        f"{fmt(m)} (95% CI {fmt(m - half)} to {fmt(m + half)}, p = {fmt(p)}: {word} at 95%, n = {n} {unit})"
+    )
 
 
 def significance(test: dict[str, float], n: tuple[int, int]) -> str:
