@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from policies.evaluate import ORACLE
-from policies.report import fmt, paired_text
+from policies.report import fmt, paired_text, seed_pairs
 
 EPISODE = ["day", "seed"]
 SEED = re.compile(r"__s(\d+)__")
@@ -38,7 +38,10 @@ def load(folder: Path) -> pd.DataFrame:
     path = folder / "results.csv"
     if not path.is_file():
         raise CompareEvalError(f"{path}: not found (a folder written by python -m policies.evaluate)")
-    frame = pd.read_csv(path)
+    try:
+        frame = pd.read_csv(path, dtype={"run": "string"})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise CompareEvalError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
     missing = {"policy", "run", "utility", *EPISODE} - set(frame.columns)
     if missing:
         raise CompareEvalError(f"{path}: lacks column(s) {', '.join(sorted(missing))}")
@@ -58,23 +61,49 @@ def baseline_utility(frame: pd.DataFrame, baseline: str) -> pd.Series:
         raise CompareEvalError(f"baseline {baseline!r} was not evaluated here (policies: {known})")
     if (rows["run"] != "").any() or rows.duplicated(EPISODE).any():
         raise CompareEvalError(f"baseline {baseline!r} has more than one run; pick a heuristic")
+    if rows["utility"].isna().any():
+        raise CompareEvalError(f"baseline {baseline!r} has episodes without a utility")
     return rows.set_index(EPISODE)["utility"]
 
 
 def differences(frame: pd.DataFrame, policy: str, base: pd.Series) -> pd.DataFrame:
-    """One row per (run, day, seed) of ``policy``: its utility minus the baseline's on that episode."""
+    """One row per (run, day, seed) of ``policy``: its utility minus the baseline's on that episode. Every run
+    must have run exactly the baseline's episodes, each once, each with a utility."""
     rows = frame[frame["policy"] == policy]
-    if rows.empty:
+    if rows.empty or (rows["run"] == "").any():
         raise CompareEvalError(
-            f"policy {policy!r} was not evaluated here (learners: {', '.join(learners(frame))})"
+            f"{policy!r} is not a learner evaluated here (learners: {', '.join(learners(frame))})"
         )
-    joined = rows.join(base.rename("base"), on=EPISODE, how="inner")
-    if len(joined) < len(rows):
-        raise CompareEvalError(f"{policy}: {len(rows) - len(joined)} episode(s) the baseline did not run")
+    if rows.duplicated(["run", *EPISODE]).any():
+        raise CompareEvalError(f"{policy}: a run has an episode twice")
+    if rows["utility"].isna().any():
+        raise CompareEvalError(f"{policy}: episodes without a utility")
+    episodes = set(base.index)
+    for run, group in rows.groupby("run"):
+        own = set(zip(group["day"], group["seed"], strict=True))
+        if own != episodes:
+            raise CompareEvalError(
+                f"{policy} {run}: {len(own - episodes)} episode(s) the baseline did not run and "
+                f"{len(episodes - own)} of the baseline's it did not run; the comparison needs the same episodes"
+            )
+    joined = rows.join(base.rename("base"), on=EPISODE)
     return joined.assign(diff=joined["utility"] - joined["base"])[["run", "day", "seed", "diff"]]
 
 
-def policy_lines(policy: str, diffs: pd.DataFrame, bound: float | None, baseline: str) -> list[str]:
+def shared_arrivals(frame: pd.DataFrame, baseline: str) -> dict[str, str]:
+    """Each held-out day mapped to the first day with the same baseline arrivals on every seed (itself if none):
+    such days are one draw of the arrival model, not two (it sees the date through the weekday)."""
+    if "arrived" not in frame.columns:
+        return {}
+    rows = frame[frame["policy"] == baseline].sort_values("seed")
+    keys = {day: tuple(group["arrived"]) for day, group in rows.groupby("day")}
+    first: dict[tuple, str] = {}
+    return {day: first.setdefault(key, day) for day, key in keys.items()}
+
+
+def policy_lines(
+    policy: str, diffs: pd.DataFrame, bound: float | None, baseline: str, same: dict
+) -> list[str]:
     per_run = diffs.groupby("run")["diff"].mean()
     per_day = diffs.groupby("day")["diff"].mean()
     better = int((per_run > 0).sum())
@@ -87,38 +116,65 @@ def policy_lines(policy: str, diffs: pd.DataFrame, bound: float | None, baseline
                      f"{paired_text(100 * per_run.to_numpy() / bound, 'runs')}")  # fmt: skip
     lines.append(f"  over days: {paired_text(per_day.to_numpy(), 'days')}, better on {int((per_day > 0).sum())} "
                  f"of {len(per_day)} days")  # fmt: skip
+    draws = per_day.groupby(per_day.index.map(same)).mean() if same else per_day
+    if len(draws) < len(per_day):
+        lines.append(f"  over distinct days (days with the same arrivals on every seed as one): "
+                     f"{paired_text(draws.to_numpy(), 'distinct days')}")  # fmt: skip
     lines.append("  per day: " + ", ".join(f"{day} {fmt(v)}" for day, v in per_day.items()))
     return lines
 
 
-def by_seed(diffs: pd.DataFrame) -> pd.Series:
-    """A run's mean difference, indexed by its training seed (from ``__sN__`` in its name)."""
+def by_seed(diffs: pd.DataFrame) -> pd.Series | None:
+    """A run's mean difference indexed by its training seed (``__sN__`` in its name); None where a name lacks one."""
     per_run = diffs.groupby("run")["diff"].mean()
     seeds = [SEED.search(run) for run in per_run.index]
     if not all(seeds):
-        raise CompareEvalError("run names without a training seed (__sN__): cannot pair two learners by seed")
-    return pd.Series(per_run.to_numpy(), index=[int(s.group(1)) for s in seeds])
+        return None
+    index = [int(s.group(1)) for s in seeds]
+    if len(set(index)) < len(index):
+        raise CompareEvalError("two runs of one learner share a training seed: cannot pair learners by seed")
+    return pd.Series(per_run.to_numpy(), index=index)
+
+
+def oracle_bound(frame: pd.DataFrame, base: pd.Series) -> float | None:
+    """The mean oracle bound over the baseline's episodes: the ``oracle_bound`` column, else the oracle's rows."""
+    if "oracle_bound" in frame.columns:
+        rows = frame[frame["run"] == ""].drop_duplicates(EPISODE).set_index(EPISODE)["oracle_bound"]
+        values = rows.reindex(base.index)
+        if values.notna().all():
+            return float(values.mean())
+    oracle = frame.loc[frame["policy"] == ORACLE, "utility"]
+    return float(oracle.mean()) if len(oracle) and oracle.notna().all() else None
 
 
 def compare(folder: Path, baseline: str, policies: list[str] | None = None) -> list[str]:
     frame = load(folder)
     base = baseline_utility(frame, baseline)
-    chosen = policies or learners(frame)
+    chosen = learners(frame) if policies is None else policies
     if not chosen:
-        raise CompareEvalError(f"{folder}: no trained runs were evaluated here")
-    oracle = frame.loc[frame["policy"] == ORACLE, "utility"]
-    bound = float(oracle.mean()) if len(oracle) else None
+        raise CompareEvalError(
+            f"{folder}: no trained runs were evaluated here" if policies is None else "no policy named"
+        )
+    bound = oracle_bound(frame, base)
+    same = shared_arrivals(frame, baseline)
     days, episodes = base.index.get_level_values("day").nunique(), len(base)
     lines = [f"{folder}: {', '.join(chosen)} against {baseline} ({fmt(float(base.mean()))} EUR/day), "
              f"paired on {episodes} episodes ({days} held-out days x arrival seeds)"]  # fmt: skip
+    shared = sorted({(first, day) for day, first in same.items() if first != day})
+    if shared:
+        pairs = ", ".join(f"{a} = {b}" for a, b in shared)
+        lines.append(f"days with the same arrivals on every seed (one draw of the arrival model): {pairs}")
     diffs = {policy: differences(frame, policy, base) for policy in chosen}
     for policy in chosen:
-        lines += policy_lines(policy, diffs[policy], bound, baseline)
+        lines += policy_lines(policy, diffs[policy], bound, baseline, same)
     if len(chosen) == 2:
         a, b = (by_seed(diffs[p]) for p in chosen)
-        common = a.index.intersection(b.index)
-        lines.append(f"{chosen[0]} − {chosen[1]}, paired by training seed (EUR/day): "
-                     f"{paired_text((a[common] - b[common]).to_numpy())}")  # fmt: skip
+        if a is None or b is None:
+            lines.append(f"{chosen[0]} − {chosen[1]}: not paired by seed (run names without __sN__)")
+        else:
+            pair = seed_pairs(a, b)
+            lines.append(f"{chosen[0]} − {chosen[1]}, paired by training seed (EUR/day): "
+                         f"{paired_text((pair.a - pair.b).to_numpy())}")  # fmt: skip
     return lines
 
 
@@ -132,11 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         "--policies", help="comma-separated learners (default: every policy with trained runs)"
     )
     args = parser.parse_args(argv)
-    chosen = [p for p in args.policies.split(",") if p] if args.policies else None
+    chosen = None if args.policies is None else [p for p in args.policies.split(",") if p]
     try:
         print("\n".join(compare(args.folder, args.baseline, chosen)))
     except CompareEvalError as exc:
-        print(f"compare_eval: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
 

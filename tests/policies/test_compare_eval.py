@@ -8,93 +8,173 @@ import pytest
 from scipy import stats
 
 from policies.compare_eval import main
-from policies.report import fmt
+from policies.report import fmt, paired_text
 
-DAYS = ("2023-01-02", "2023-07-01")
+DAYS = ("2023-01-02", "2023-07-01", "2023-12-28")
 SEEDS = (10000, 10001)
-#: a learner's run (training seed) -> its utility minus the baseline's on each day (both arrival seeds alike)
+#: a learner's run (training seed) -> its utility minus the baseline's on each (day, arrival seed)
 GAINS = {
-    "sac+linear": {0: (3.0, -1.0), 1: (5.0, -2.0), 2: (4.0, 0.5)},
-    "sac": {0: (1.0, 0.0), 1: (0.5, -0.5), 2: (2.0, 1.0)},
-}
+    "sac+linear": {0: (3.0, -1.0, 2.0, 0.0, 1.0, 4.0), 1: (5.0, -2.0, 1.0, 1.0, 0.0, 2.0), 2: (4.0, 0.5, 3.0, -1.0, 2.0, 1.0)},
+    "sac": {0: (1.0, 0.0, 0.5, 0.5, 1.0, 0.0), 1: (0.5, -0.5, 0.0, 1.0, 0.0, 0.0), 2: (2.0, 1.0, 0.0, 0.0, 1.0, 1.0)},
+}  # fmt: skip
+EPISODES = [(day, seed) for day in DAYS for seed in SEEDS]
+#: arrivals per (day, seed): the first and last day share theirs, one draw of the arrival model
+ARRIVED = {(day, seed): 1000 * (1 + (day == DAYS[1])) + seed for day, seed in EPISODES}
 
 
 def base_utility(day: str, seed: int) -> float:
-    return 700.0 + 10 * DAYS.index(day) + (seed - 10000)
+    return 700.0 + 10 * DAYS.index(day) + 3 * (seed - 10000)
 
 
-def results(tmp_path, with_oracle: bool = True):
-    rows = []
-    for day in DAYS:
-        for seed in SEEDS:
-            rows.append(
-                {
-                    "policy": "quality-first",
-                    "run": "",
-                    "day": day,
-                    "seed": seed,
-                    "utility": base_utility(day, seed),
-                }
-            )
-            if with_oracle:
-                rows.append({"policy": "oracle", "run": "", "day": day, "seed": seed, "utility": 720.0})
-            for learner, runs in GAINS.items():
-                for s, gains in runs.items():
-                    rows.append({"policy": f"{learner}@quality-first", "run": f"{learner}__s{s}__abc", "day": day,
-                                 "seed": seed, "utility": base_utility(day, seed) + gains[DAYS.index(day)]})  # fmt: skip
-    pd.DataFrame(rows).to_csv(tmp_path / "results.csv", index=False)
-    return tmp_path
+def bound(day: str, seed: int) -> float:
+    return 720.0 + 40 * DAYS.index(day) + seed - 10000
+
+
+def rows(with_oracle: bool = True) -> list[dict]:
+    out = []
+    for k, (day, seed) in enumerate(EPISODES):
+        common = {"day": day, "seed": seed, "oracle_bound": bound(day, seed), "arrived": ARRIVED[day, seed]}
+        out.append({"policy": "quality-first", "run": "", "utility": base_utility(day, seed), **common})
+        if with_oracle:
+            out.append({"policy": "oracle", "run": "", "utility": bound(day, seed), **common})
+        for learner, runs in GAINS.items():
+            for s, gains in runs.items():
+                out.append({"policy": f"{learner}@quality-first", "run": f"{learner}__s{s}__abc",
+                            "utility": base_utility(day, seed) + gains[k], **common})  # fmt: skip
+    return out
+
+
+def write(tmp_path, frame: pd.DataFrame):
+    frame.to_csv(tmp_path / "results.csv", index=False)
+    return str(tmp_path)
+
+
+def folder(tmp_path, with_oracle: bool = True) -> str:
+    return write(tmp_path, pd.DataFrame(rows(with_oracle)))
+
+
+def line(out: str, start: str, after: str = "") -> str:
+    """The first line of ``out`` that starts with ``start`` (stripped), after the line containing ``after``."""
+    lines = out.splitlines()
+    begin = next(i for i, text in enumerate(lines) if after in text) if after else 0
+    return next(text.strip() for text in lines[begin:] if text.strip().startswith(start))
+
+
+def per_run(learner: str) -> np.ndarray:
+    return np.array([np.mean(g) for g in GAINS[learner].values()])
 
 
 def test_differences_over_runs_days_and_between_learners(tmp_path, capsys):
-    assert main([str(results(tmp_path))]) == 0
+    assert main([folder(tmp_path)]) == 0
     out = capsys.readouterr().out
-    per_run = np.array([np.mean(g) for g in GAINS["sac+linear"].values()])
-    p = stats.ttest_1samp(per_run, 0.0).pvalue
-    assert f"over runs: {fmt(per_run.mean())} " in out and f"p = {fmt(p)}" in out
-    assert "better in 3 of 3 runs" in out
-    assert (
-        f"points of the mean oracle bound ({fmt(720.0)} EUR/day): {fmt(100 * per_run.mean() / 720.0)} " in out
+    runs = per_run("sac+linear")
+    header = "sac+linear@quality-first − quality-first"
+    assert line(out, "over runs:", header) == f"over runs: {paired_text(runs, 'runs')}, better in 3 of 3 runs"
+    assert stats.ttest_1samp(runs, 0.0).pvalue < 0.05  # the fixture's learner is a clear gain over runs
+    mean_bound = np.mean([bound(*e) for e in EPISODES])  # the mean bound over episodes, not a mean of ratios
+    assert f"({fmt(mean_bound)} EUR/day): {paired_text(100 * runs / mean_bound, 'runs')}" in line(
+        out, "as points", header
     )
-    day_means = [np.mean([g[i] for g in GAINS["sac+linear"].values()]) for i in range(2)]
-    assert f"per day: {DAYS[0]} {fmt(day_means[0])}, {DAYS[1]} {fmt(day_means[1])}" in out
-    assert "better on 1 of 2 days" in out
-    between = per_run - np.array([np.mean(g) for g in GAINS["sac"].values()])
+    gains = np.array(list(GAINS["sac+linear"].values()))  # runs x episodes
+    days = gains.reshape(3, len(DAYS), len(SEEDS)).mean(axis=(0, 2))
+    assert line(out, "over days:", header).startswith(f"over days: {paired_text(days, 'days')}")
+    distinct = [np.mean([days[0], days[2]]), days[1]]  # the first and last day are one draw
+    assert line(out, "over distinct days", header).endswith(paired_text(distinct, "distinct days"))
+    assert line(out, "per day:", header) == "per day: " + ", ".join(
+        f"{d} {fmt(v)}" for d, v in zip(DAYS, days, strict=True)
+    )
     assert (
-        f"sac+linear@quality-first − sac@quality-first, paired by training seed (EUR/day): {fmt(between.mean())} "
+        f"days with the same arrivals on every seed (one draw of the arrival model): {DAYS[0]} = {DAYS[2]}"
         in out
     )
+    between = per_run("sac+linear") - per_run("sac")
+    assert line(out, "sac+linear@quality-first − sac@quality-first, paired").endswith(paired_text(between))
 
 
-def test_without_oracle_no_points_and_chosen_policies(tmp_path, capsys):
-    assert main([str(results(tmp_path, with_oracle=False)), "--policies", "sac@quality-first"]) == 0
-    out = capsys.readouterr().out
-    assert (
-        "points of the mean oracle bound" not in out
-        and "sac+linear" not in out
-        and "paired by training seed" not in out
+def test_pairs_by_day(tmp_path, capsys):
+    """The baseline's days swapped: each learner episode meets the other day's baseline, and the per-day line shows it
+    (per-run and per-day means do not depend on which arrival seed meets which, only the coverage check does)."""
+    frame = pd.DataFrame(rows())
+    base = frame.policy == "quality-first"
+    frame.loc[base, "day"] = frame.loc[base, "day"].map(
+        {DAYS[0]: DAYS[1], DAYS[1]: DAYS[0], DAYS[2]: DAYS[2]}
     )
+    assert main([write(tmp_path, frame)]) == 0
+    first_day = line(capsys.readouterr().out, "per day:").split(", ")[0]
+    gains = np.array(list(GAINS["sac+linear"].values())).reshape(3, len(DAYS), len(SEEDS))
+    assert (
+        first_day == f"per day: {DAYS[0]} {fmt(gains[:, 0].mean() - 10.0)}"
+    )  # its baseline is 10 EUR/day higher
+
+
+def test_without_oracle_uses_the_bound_column_and_chosen_policies(tmp_path, capsys):
+    assert main([folder(tmp_path, with_oracle=False), "--policies", "sac@quality-first"]) == 0
+    out = capsys.readouterr().out
+    assert "points of the mean oracle bound" in out
+    assert "sac+linear" not in out and "paired by training seed" not in out
+
+
+def test_runs_without_a_seed_are_reported_not_paired(tmp_path, capsys):
+    frame = pd.DataFrame(rows())
+    frame["run"] = frame["run"].str.replace("__s", "__x", regex=False)
+    assert main([write(tmp_path, frame)]) == 0
+    assert "not paired by seed (run names without __sN__)" in capsys.readouterr().out
+
+
+def broken(kind: str) -> pd.DataFrame:
+    frame = pd.DataFrame(rows())
+    learner = frame.policy == "sac+linear@quality-first"
+    if kind == "missing-episode":
+        return frame[~(learner & (frame.run == "sac+linear__s1__abc") & (frame.day == DAYS[2]))]
+    if kind == "nan-learner":
+        frame.loc[frame.index[learner][0], "utility"] = np.nan
+    if kind == "nan-baseline":
+        frame.loc[frame.index[frame.policy == "quality-first"][0], "utility"] = np.nan
+    if kind == "duplicate-episode":
+        return pd.concat([frame, frame[learner].head(1)])
+    if kind == "shared-seed":
+        frame.loc[learner & (frame.run == "sac+linear__s1__abc"), "run"] = "sac+linear__s0__def"
+    if kind == "no-columns":
+        return frame.drop(columns=["seed"])
+    return frame
 
 
 @pytest.mark.parametrize(
-    "args, message",
+    "kind, args, message",
     [
-        (["--baseline", "forecast-lp"], "baseline 'forecast-lp' was not evaluated here"),
-        (["--baseline", "sac@quality-first"], "has more than one run"),
-        (["--policies", "td3@quality-first"], "policy 'td3@quality-first' was not evaluated here"),
+        ("", ["--baseline", "forecast-lp"], "baseline 'forecast-lp' was not evaluated here"),
+        ("", ["--baseline", "sac@quality-first"], "has more than one run"),
+        ("", ["--policies", "td3@quality-first"], "'td3@quality-first' is not a learner evaluated here"),
+        ("", ["--policies", "price-greedy"], "'price-greedy' is not a learner evaluated here"),
+        ("", ["--policies", ","], "no policy named"),
+        ("missing-episode", [], "the comparison needs the same episodes"),
+        ("nan-learner", [], "episodes without a utility"),
+        ("nan-baseline", [], "baseline 'quality-first' has episodes without a utility"),
+        ("duplicate-episode", [], "a run has an episode twice"),
+        ("shared-seed", [], "share a training seed"),
+        ("no-columns", [], "lacks column(s) seed"),
     ],
 )
-def test_bad_input_is_one_line(tmp_path, capsys, args, message):
-    assert main([str(results(tmp_path)), *args]) == 2
+def test_bad_input_is_one_line(tmp_path, capsys, kind, args, message):
+    assert main([write(tmp_path, broken(kind)), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
 
 
-def test_missing_folder_and_episodes(tmp_path, capsys):
+@pytest.mark.parametrize("text", ["", 'a,b\n"x,1\n1,2,3,4\n'])
+def test_unreadable_csv_is_one_line(tmp_path, capsys, text):
+    (tmp_path / "results.csv").write_text(text)
+    assert main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not a readable CSV" in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_folder(tmp_path, capsys):
     assert main([str(tmp_path / "nowhere")]) == 2
     assert "results.csv: not found" in capsys.readouterr().err
-    frame = pd.read_csv(results(tmp_path) / "results.csv")
-    frame = frame[~((frame.policy == "quality-first") & (frame.day == DAYS[1]))]
-    frame.to_csv(tmp_path / "results.csv", index=False)
-    assert main([str(tmp_path)]) == 2
-    assert "episode(s) the baseline did not run" in capsys.readouterr().err
+
+
+def test_paired_text_units():
+    assert paired_text([1.0, 1.0], "days") == "1.00 on all days (no spread to test, n = 2 days)"
+    assert paired_text([1.0, 1.0]) == "1.00 on every seed (no spread to test, n = 2 seeds)"
+    assert paired_text([1.0], "runs").endswith("(not testable, n = 1 runs)")
