@@ -12,8 +12,8 @@ small correction: its tanh bound is a plain shaper's (from the settled amounts),
 every refit on a growing buffer while the residual goes on from where it was. The diffusion residual starts at
 exactly 0 (its head is zero-initialised); the mlp residual starts from its random initialisation, as the plain
 mlp shaper does. Measured (results/residual-g0-eta1-anchored-40k, 8 seeds): both anchored learners end about a
-point of the oracle bound above plain SAC; above the linear shaper alone by 0.4-0.5 points, not significant. On 6
-fresh seeds (results/residual-g0-eta1-seeds8-13-40k) they end level with the linear shaper (-0.05 and +0.06
+point of the oracle bound above plain SAC; above the linear shaper alone by 0.4-0.5 points, not significant. On 8
+fresh seeds (results/residual-g0-eta1-seeds8-15-40k) they end level with the linear shaper (-0.07 and +0.04
 points): the network on top of the decomposition adds nothing measurable.
 """
 
