@@ -3,7 +3,7 @@
 
 ``policies.evaluate`` runs every policy on the same (day, arrival seed) episodes, so each episode of a trained run
 pairs with the baseline's (a heuristic, deterministic) on that episode. For each learner (a ``policy`` whose rows
-name a ``run``) this prints, in EUR/day and in points of the mean oracle bound where the oracle was evaluated:
+name a ``run``) this prints, in EUR/day and in points of the mean oracle bound where the evaluation computed it:
 
 - the mean over runs of a run's mean difference to the baseline, with the 95% t-interval over runs (the spread
   that training seeds make, on these days);
@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from policies.evaluate import ORACLE
 from policies.report import fmt, paired_text, seed_pairs
 
 EPISODE = ["day", "seed"]
@@ -136,15 +135,13 @@ def by_seed(diffs: pd.DataFrame) -> pd.Series | None:
     return pd.Series(per_run.to_numpy(), index=index)
 
 
-def oracle_bound(frame: pd.DataFrame, base: pd.Series) -> float | None:
-    """The mean oracle bound over the baseline's episodes: the ``oracle_bound`` column, else the oracle's rows."""
-    if "oracle_bound" in frame.columns:
-        rows = frame[frame["run"] == ""].drop_duplicates(EPISODE).set_index(EPISODE)["oracle_bound"]
-        values = rows.reindex(base.index)
-        if values.notna().all():
-            return float(values.mean())
-    oracle = frame.loc[frame["policy"] == ORACLE, "utility"]
-    return float(oracle.mean()) if len(oracle) and oracle.notna().all() else None
+def oracle_bound(frame: pd.DataFrame, baseline: str) -> float | None:
+    """The mean oracle bound over the baseline's episodes (``policies.evaluate`` writes it on every row; NaN
+    with ``--no-bound``, then None)."""
+    if "oracle_bound" not in frame.columns:
+        return None
+    values = frame.loc[frame["policy"] == baseline, "oracle_bound"]
+    return float(values.mean()) if values.notna().all() else None
 
 
 def compare(folder: Path, baseline: str, policies: list[str] | None = None) -> list[str]:
@@ -155,7 +152,7 @@ def compare(folder: Path, baseline: str, policies: list[str] | None = None) -> l
         raise CompareEvalError(
             f"{folder}: no trained runs were evaluated here" if policies is None else "no policy named"
         )
-    bound = oracle_bound(frame, base)
+    bound = oracle_bound(frame, baseline)
     same = shared_arrivals(frame, baseline)
     days, episodes = base.index.get_level_values("day").nunique(), len(base)
     lines = [f"{folder}: {', '.join(chosen)} against {baseline} ({fmt(float(base.mean()))} EUR/day), "
