@@ -1,5 +1,10 @@
 """Evaluate schedulers (heuristics, the clairvoyant oracle, trained SB3 runs) on the twin's held-out days with
-fixed seeds: ``python -m policies.evaluate --help``; writes one tidy CSV, a Markdown summary and plots."""
+fixed seeds: ``python -m policies.evaluate --help``; writes one tidy CSV, a Markdown summary and plots.
+
+Every policy meets the same episodes: day d with evaluation seed s is reset with ``arrival_seed(d, s)``, so the
+sampled arrivals are common to the policies compared and differ from day to day. (The twin's arrival model sees
+the date only through its weekday; evaluations made before ``arrival_seed`` reset with the bare seed, so held-out
+days of one weekday drew the same arrivals.)"""
 
 from __future__ import annotations
 
@@ -291,15 +296,26 @@ def is_clairvoyant(policy) -> bool:
     return isinstance(policy, OraclePolicy) and policy.clairvoyant
 
 
+def arrival_seed(day: str, seed: int) -> int:
+    """The seed the twin is reset with for held-out ``day`` (YYYY-MM-DD) and evaluation seed ``seed`` (>= 0): drawn
+    from (seed, the day's ordinal), so no two days share arrivals and the episode is reproducible
+    (``env.reset(seed=arrival_seed(day, seed), options={"split": "eval", "day": day})``)."""
+    if seed < 0:
+        raise EvaluateError(f"evaluation seeds must be >= 0, got {seed}")
+    ordinal = pd.Timestamp(day).toordinal()
+    return int(np.random.SeedSequence([seed, ordinal]).generate_state(1)[0])
+
+
 def episode_rows(
     env, policies: list, day: str, seed: int, cfg: EvalConfig, curves: dict, lp_log: list | None = None
 ) -> list[dict]:
-    """Rows of every policy on one (day, seed); the LP is solved once and shared by bound and replay
-    (its size and solve time go to ``lp_log``)."""
+    """Rows of every policy on one (day, seed), each episode reset with ``arrival_seed(day, seed)``; the LP is
+    solved once and shared by bound and replay (its size and solve time go to ``lp_log``)."""
     oracle = next((p for p in policies if is_clairvoyant(p)), None)
     solution: OracleSolution | None = None
+    episode_seed = arrival_seed(day, seed)
     if cfg.bound or oracle is not None:
-        env.reset(seed=seed, options={"split": "eval", "day": day})
+        env.reset(seed=episode_seed, options={"split": "eval", "day": day})
         oracle = oracle or OraclePolicy(cfg.oracle_time_limit_s)
         solution = oracle.plan(env)
         if lp_log is not None:
@@ -323,7 +339,7 @@ def episode_rows(
         )
         _curve(curves, cfg, ORACLE, day, seed, solution.slot_utility)
     for policy in policies:
-        res: EpisodeResult = run_episode(env, policy, day=day, seed=seed)
+        res: EpisodeResult = run_episode(env, policy, day=day, seed=episode_seed)
         run = getattr(policy, "run", "")
         rows.append(
             make_row(policy.name, run, day, seed, res.totals, res.mean_steps, res.mean_quality, bound)
@@ -469,7 +485,10 @@ def build_parser() -> argparse.ArgumentParser:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--days", type=int, default=3, help="number of held-out days, spread over the split")
     which.add_argument("--day", nargs="+", default=[], metavar="YYYY-MM-DD", help="explicit held-out days")
-    p.add_argument("--seeds", default="0,1,2", help="comma-separated evaluation seeds (fix the arrivals)")
+    p.add_argument(
+        "--seeds", default="0,1,2",
+        help="comma-separated evaluation seeds, >= 0 (with the day, they fix the arrivals: arrival_seed)",
+    )  # fmt: skip
     p.add_argument("--out", default=None, help="output folder (default results/eval_<scenario>)")
     p.add_argument("--no-bound", action="store_true", help="skip the oracle LP unless 'oracle' is a policy")
     p.add_argument("--oracle-time-limit", type=float, default=None, help="HiGHS time limit per LP, seconds")
@@ -482,6 +501,8 @@ def parse_config(argv: list[str] | None = None) -> EvalConfig:
         seeds = [int(s) for s in ns.seeds.split(",") if s.strip()]
     except ValueError:
         raise EvaluateError(f"--seeds must be comma-separated integers, got {ns.seeds!r}") from None
+    if any(s < 0 for s in seeds):
+        raise EvaluateError(f"--seeds must be >= 0, got {ns.seeds!r}")
     policies = [s.strip() for s in ns.policies.split(",") if s.strip()]
     if not policies:
         raise EvaluateError("--policies names no policy")

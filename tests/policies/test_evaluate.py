@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from policies.evaluate import COLUMNS, main, mean_ci
+from policies.evaluate import COLUMNS, EvaluateError, arrival_seed, main, mean_ci
 from policies.oracle import oracle_bound
 from twin.env import AIGCTwinEnv
 
@@ -117,6 +117,7 @@ def test_trained_run_directory_is_evaluated_under_its_algo_and_shaping(tmp_path)
         (["--day", "2023-06-02"], "not a held-out evaluation day"),
         (["--days", "999"], "--days must be in"),
         (["--seeds", "a,b"], "--seeds must be comma-separated integers"),
+        (["--seeds", "0,-1"], "--seeds must be >= 0"),
         (["--scenario", "no-such-scenario"], "no such scenario"),
     ],
 )
@@ -171,9 +172,33 @@ def test_the_bound_is_the_clairvoyant_lp_not_the_forecast_planners(tmp_path, ord
     )
     df = pd.read_csv(out / "results.csv")
     env = AIGCTwinEnv("tiny")
-    env.reset(seed=0, options={"split": "eval", "day": df.day.iloc[0]})
+    env.reset(seed=arrival_seed(df.day.iloc[0], 0), options={"split": "eval", "day": df.day.iloc[0]})
     bound = oracle_bound(env).value
     assert np.allclose(df.oracle_bound, bound)  # every row's bound: the episode's own LP
     planner = df[df.policy == "forecast-lp"].utility.iloc[0]
     assert planner <= bound + 1e-6
     assert (df.policy == "oracle").sum() == (1 if "oracle" in order.split(",") else 0)
+
+
+def test_days_of_one_weekday_get_arrivals_of_their_own():
+    """The arrival model sees the date only through its weekday: reset with the bare seed, two days of one weekday
+    draw the same arrivals; ``arrival_seed`` gives each day its own, reproducibly."""
+    from policies.heuristics import make_heuristic
+    from policies.policy import run_episode
+
+    env = AIGCTwinEnv("tiny")
+    u = env.unwrapped
+    train = [pd.Timestamp(u.data.days[i]) for i in u.train_days]
+    a, b = next((x, y) for x in train for y in train if (y - x).days == 7)
+    a, b = a.strftime("%Y-%m-%d"), b.strftime("%Y-%m-%d")
+    policy = make_heuristic("production-default")
+
+    def arrived(day: str, seed: int) -> float:
+        return run_episode(env, policy, day=day, seed=seed, split="train").totals["arrived"]
+
+    assert arrived(a, 5) == arrived(b, 5)  # the flaw the evaluation seeds work around
+    assert arrival_seed(a, 5) != arrival_seed(b, 5)
+    assert arrived(a, arrival_seed(a, 5)) != arrived(b, arrival_seed(b, 5))
+    assert arrival_seed(a, 5) == arrival_seed(a, 5) != arrival_seed(a, 6)
+    with pytest.raises(EvaluateError, match="seeds must be >= 0"):
+        arrival_seed(a, -1)
