@@ -217,12 +217,20 @@ def shaper_sizes(env, shaping: str, cfg: AgentConfig) -> dict[str, int]:
 
 
 def build_shaper(
-    shaping: str, obs_dim: int, act_dim: int, cfg: AgentConfig, items: int = 1, meters: int = 0
+    shaping: str,
+    obs_dim: int,
+    act_dim: int,
+    cfg: AgentConfig,
+    items: int = 1,
+    meters: int = 0,
+    features: str = "linear",
 ) -> RewardShaper | None:
     """The shaper named by ``shaping`` ("none" gives None), on ``cfg.device``; ``items`` outputs where
     ``cfg.shaper_labels`` is ``items``, ``meters`` meter readings read where ``cfg.shaper_meters``
-    (``shaper_sizes``)."""
+    (``shaper_sizes``); ``features``, the linear shaper's feature map (``policies.shaper_probe --features``)."""
     check_choice("shaping", shaping, SHAPINGS)
+    if features != "linear" and shaping != "linear":
+        raise AgentError(f"features {features!r} are the linear shaper's, not the {shaping!r} shaper's")
     check_choice("shaper labels", cfg.shaper_labels, SHAPER_LABELS)
     itemised = cfg.shaper_labels == "items"
     if itemised and shaping in ("potential", "perfect"):
@@ -257,7 +265,11 @@ def build_shaper(
                     "the linear shaper fits the settled amount: shaper labels 'items' are not supported"
                 )
             shaper = LinearShaper(
-                obs_dim, act_dim, uses_action=cfg.shaper_uses_action, meters=common["meters"]
+                obs_dim,
+                act_dim,
+                uses_action=cfg.shaper_uses_action,
+                meters=common["meters"],
+                features=features,
             )
         elif shaping == "potential":
             # Phi(s) is a function of the state alone whatever shaper_uses_action says

@@ -4,7 +4,7 @@ reward the buffer keeps for diagnosis (no learner ever trains on it).
 
     python -m policies.shaper_probe RUN_DIR [--shaping diffusion] [--updates 1000] [--no-action]
                                     [--labels total|items] [--meters] [--supervised] [--png PATH]
-                                    [--periods N] [--slots N] [--draws N]
+                                    [--periods N] [--slots N] [--draws N] [--features F]
 
 Every ``--every`` fits it reports, on the training and on the held-out periods: the relative error of the
 decomposed period sums (what the fit minimises, the only score a learner could watch) and the correlation of
@@ -16,7 +16,9 @@ correlation does not rise is fitting sums the settlements cannot tie to slots. T
 samples 48 random slots of each day); the buffer is the one a learner filled, so its states and actions are that
 learner's, not a random policy's. A stochastic shaper (diffusion: its chain starts from noise) is scored on the
 mean of ``--draws`` draws of r_hat per slot, with its own random numbers, so the fits are the same whatever
-``--draws`` and ``--every`` are.
+``--draws`` and ``--every`` are. ``--features squares|interactions`` widens the linear decomposition's map of
+(s, a) with a^2 and every a_i s_j (``policies.shapers.linear.FEATURES``): what a decomposition whose slope in the
+action depends on the state would have to identify from the same sums.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from policies.replay import ShapedReplayBuffer
 from policies.run_dir import BUFFER_FILE, RunDir, RunDirError
 from policies.shapers import PeriodBatch, RewardShaper, ShaperError
 from policies.shapers.base import pearson
+from policies.shapers.linear import FEATURES
 from traces.atomic import write_csv_atomic
 
 #: Shapers with an r_hat(s, a) to score.
@@ -219,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--draws", type=int, default=1,
         help="score a stochastic shaper (diffusion) on the mean of this many draws of r_hat; default 1",
     )  # fmt: skip
+    ap.add_argument(
+        "--features", choices=FEATURES, default="linear",
+        help="the linear shaper's map of (s, a): linear [s, a]; squares adds a^2; interactions a^2 and a_i s_j",
+    )  # fmt: skip
     ap.add_argument("--seed", type=int, default=0, help="seed of the shaper's weights and of the sampling")
     ap.add_argument("--csv", type=Path, help="write the table here")
     ap.add_argument("--png", type=Path, help="draw the table here")
@@ -268,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(args.seed)
         np.random.seed(args.seed)  # noqa: NPY002 (the buffer samples from the global RNG, as SB3 seeds it)
         buffer.device = torch.device("cpu")
-        shaper = build_shaper(args.shaping, buffer.obs_shape[0], buffer.action_dim, cfg, items, meters)
+        shaper = build_shaper(
+            args.shaping, buffer.obs_shape[0], buffer.action_dim, cfg, items, meters, features=args.features
+        )
         table = probe(
             buffer, shaper, cfg, updates=args.updates, every=args.every, held_out=args.held_out,
             progress=not args.no_progress, supervised=args.supervised, draws=args.draws,
@@ -281,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         write_csv_atomic(args.csv, table)
     if args.png:
         inputs = ("s" if args.no_action else "s, a") + (", itemised" if cfg.shaper_labels == "items" else "")
+        inputs += "" if args.features == "linear" else f", {args.features}"
         inputs += (", meters" if cfg.shaper_meters else "") + (
             ", supervised per slot" if args.supervised else ""
         )

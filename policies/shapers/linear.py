@@ -8,7 +8,10 @@ the hidden per-slot reward on the held-out days) reaches 0.73 and 0.76 after 100
 from the same daily sums: the networks' many ways of matching a few sums, not the one label a day, limited
 their credit. Its r_hat is linear in the action for a given state, so the push it gives the actor is the same
 at every state unless r_hat also reads the slot's meter readings (``meters``), through which the critic learns
-how actions change what a slot pays.
+how actions change what a slot pays. ``features`` widens the map with the squared action (an optimum inside the
+box) or also every action x state product (a slope that depends on the state); refitted on a run's buffer they
+lose held-out credit (``python -m policies.shaper_probe RUN --shaping linear --features ...``): the day sums a
+buffer holds do not identify them.
 """
 
 from __future__ import annotations
@@ -21,24 +24,55 @@ from policies.shapers.base import PeriodBatch, RewardShaper, ShaperError
 RIDGE_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0)
 #: Share of the latest periods held out to choose the penalty (the fit then uses all periods).
 HELD_OUT = 0.25
+#: Feature maps of (s, a): [s, a]; then a^2 (``squares``); then a^2 and every a_i s_j (``interactions``).
+FEATURES = ("linear", "squares", "interactions")
 
 
 class LinearShaper(RewardShaper):
-    """r_hat(s, a) = b + w . (x - mu) / sd, x = [s, a] (or s) [+ meters]; no tanh bound. ``fit_batch`` wants every
-    slot of the periods it gets (``ShapedReplayBuffer.whole_periods``, as ``fits_whole`` tells the callback)."""
+    """r_hat(s, a) = b + w . (x - mu) / sd, x = [s, a] (or s) [+ meters] [+ a^2 [+ a (x) s]] (``features``); no tanh
+    bound. ``fit_batch`` wants every slot of the periods it gets (``ShapedReplayBuffer.whole_periods``, as
+    ``fits_whole`` tells the callback)."""
 
     kind = "linear"
     #: fitted once per refit on all whole periods, not by gradient steps on sampled ones
     closed_form = True
     fits_whole = True
 
-    def __init__(self, obs_dim: int, act_dim: int, *, uses_action: bool = True, meters: int = 0):
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        *,
+        uses_action: bool = True,
+        meters: int = 0,
+        features: str = "linear",
+    ):
         super().__init__(obs_dim, act_dim, uses_action=uses_action, meters=meters)
+        if features not in FEATURES:
+            raise ShaperError(f"unknown linear features {features!r} (known: {', '.join(FEATURES)})")
+        if features != "linear" and not uses_action:
+            raise ShaperError(
+                f"linear features {features!r} are functions of the action: the shaper must use it"
+            )
+        self.features = features
+        if features != "linear":
+            self.input_dim += act_dim + (act_dim * obs_dim if features == "interactions" else 0)
         self.register_buffer("mu", torch.zeros(self.input_dim))
         self.register_buffer("sd", torch.ones(self.input_dim))
         self.register_buffer("weight", torch.zeros(self.input_dim))
         self.register_buffer("bias", torch.zeros(()))
         self.register_buffer("ridge", torch.tensor(float("nan")))
+
+    def inputs(
+        self, obs: torch.Tensor, actions: torch.Tensor, meters: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        x = super().inputs(obs, actions, meters)
+        if self.features == "linear":
+            return x
+        parts = [x, actions**2]
+        if self.features == "interactions":
+            parts.append((actions.unsqueeze(-1) * obs.unsqueeze(-2)).flatten(-2))
+        return torch.cat(parts, dim=-1)
 
     def item_rewards(
         self, obs: torch.Tensor, actions: torch.Tensor, meters: torch.Tensor | None = None
