@@ -14,10 +14,13 @@ Per run, checkpoint, held-out day (arrival seeds as ``policies.critic_probe`` us
 - ``load_corr``: the correlation over the slots of the learner's output with the load, the images that arrived
   in the slot summed over the sites per slot capacity (NaN where either is constant).
 
-The summary gives per run and checkpoint the ``varying_share``: the sum over dimensions of the output's variance
-over the slots divided by its mean square, averaged over the days. 0 is a correction that is the same at every
-slot of a day (the policy is its base plus a constant), 1 one with no constant part; the twin's action of a
-heuristic base varies with the state whatever the correction does.
+The summary gives per run and checkpoint the ``varying_share``, sum_dims own_sd^2 / sum_dims (own_sd^2 +
+own_mean^2) (the output's variance over the slots over its mean square, pooled over the dimensions), averaged
+over the days. 0 is a correction that is the same at every slot of a day (the policy is its base plus a
+constant), 1 one with no constant part; read it beside ``own_sd``, since an output of 0 +- 0.01 scores 1 too.
+The twin's action of a heuristic base varies with the state whatever the correction does. Dimensions an
+ablation forces (``policies.experiment_env.RestrictedActions``: transfers, step counts) are flagged ``ablated``,
+their twin action is the forced one, and the summary leaves them out.
 """
 
 from __future__ import annotations
@@ -31,10 +34,11 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from policies.critic_probe import Checkpoint, CriticProbeError, load_checkpoints, run_env
-from policies.eval_callback import DAY_SEED0, held_out_days
+from policies.critic_probe import Checkpoint, CriticProbeError, load_checkpoints, open_run
+from policies.eval_callback import DAY_SEED0
 from policies.evaluate import EvaluateError
-from policies.run_dir import RunDir, RunDirError
+from policies.experiment_env import RestrictedActions
+from policies.run_dir import RunDirError
 from traces.atomic import write_csv_atomic
 from twin.env import OBS_PER_DC, obs_index
 
@@ -47,6 +51,14 @@ def action_names(twin) -> list[str]:
     return pairs + [f"steps@{s}" for s in names] + [f"battery@{s}" for s in names]
 
 
+def ablated(env, names: list[str]) -> list[bool]:
+    """Per action dimension: does the env's ablation force it (``RestrictedActions``)?"""
+    if not isinstance(env, RestrictedActions):
+        return [False] * len(names)
+    return [(env.no_transfer and n.startswith("transfer ")) or (env.fixed_steps is not None and n.startswith("steps@"))
+            for n in names]  # fmt: skip
+
+
 def slot_load(obs: np.ndarray, n_dc: int) -> float:
     """The images that arrived in the slot before ``obs``, per slot capacity, summed over the sites."""
     per_dc = np.asarray(obs, dtype=float)[: n_dc * OBS_PER_DC].reshape(n_dc, OBS_PER_DC)
@@ -54,8 +66,8 @@ def slot_load(obs: np.ndarray, n_dc: int) -> float:
 
 
 def day_actions(env, ckpt: Checkpoint, day: int, seed: int) -> dict[str, np.ndarray]:
-    """(slots, dims) arrays of the learner's own output, the twin's action and the base heuristic's action (NaN
-    without a base), and the (slots,) load, over one day of the deterministic policy."""
+    """(slots, dims) arrays of the learner's own output, the twin's action (after an ablation's forcing) and the base
+    heuristic's action (NaN without a base), and the (slots,) load, over one day of the deterministic policy."""
     obs, _ = env.reset(seed=seed, options={"split": "eval", "day": day})
     policy = ckpt.policy
     policy.reset(env)
@@ -65,7 +77,7 @@ def day_actions(env, ckpt: Checkpoint, day: int, seed: int) -> dict[str, np.ndar
         load.append(slot_load(obs, env.unwrapped.n_dc))
         b, _, o, a = policy.decide(obs, env)
         own.append(o)
-        twin_act.append(a)
+        twin_act.append(env.action(a) if isinstance(env, RestrictedActions) else a)
         base.append(np.full_like(a, np.nan) if b is None else b)
         obs, _, terminated, truncated, _ = env.step(a)
         done = terminated or truncated
@@ -86,18 +98,11 @@ def corr(x: np.ndarray, y: np.ndarray) -> float:
 
 def probe_run(path: Path, names: list[str] | None, n_days: int, progress: bool = True) -> pd.DataFrame:
     """One row per checkpoint, held-out day and action dimension of the run at ``path`` (module docstring)."""
-    if not (path / "config.json").is_file():
-        raise CriticProbeError(f"{path}: not a run directory (no config.json)")
-    run = RunDir(path)
-    cfg = run.load_config()
-    env = run_env(run, cfg)
-    try:
-        days = held_out_days(env, n_days)
-    except ValueError as exc:
-        raise CriticProbeError(str(exc)) from None
+    run, cfg, env, days = open_run(path, n_days)
     default = ["best"] if run.selects_on_validation() else ["latest"]
-    ckpts = load_checkpoints(run, cfg, names or default, env)
+    ckpts = load_checkpoints(run, cfg, names or default, env, shapers=False)
     dims = action_names(env.unwrapped)
+    forced = ablated(env, dims)
     rows = []
     for ckpt in ckpts:
         for i, day in enumerate(tqdm(days, desc=f"{path.name} {ckpt.name}", disable=not progress)):
@@ -105,7 +110,7 @@ def probe_run(path: Path, names: list[str] | None, n_days: int, progress: bool =
             for k, dim in enumerate(dims):
                 rows.append({
                     "run": path.name, "policy": ckpt.policy.name, "checkpoint": ckpt.name, "step": ckpt.step,
-                    "day": str(env.unwrapped.data.days[day]), "dim": dim,
+                    "day": str(env.unwrapped.data.days[day]), "dim": dim, "ablated": forced[k],
                     "own_mean": acts["own"][:, k].mean(), "own_sd": acts["own"][:, k].std(),
                     "twin_sd": acts["twin"][:, k].std(), "base_sd": acts["base"][:, k].std(),
                     "load_corr": corr(acts["own"][:, k], acts["load"]),
@@ -115,8 +120,10 @@ def probe_run(path: Path, names: list[str] | None, n_days: int, progress: bool =
 
 def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     """Per run and checkpoint: the varying share (module docstring), the mean over dimensions of |own_mean|,
-    own_sd and twin_sd, and the largest |load_corr|, each averaged over the days."""
+    own_sd and twin_sd, and the largest |load_corr|, each averaged over the days; ablated dimensions left out."""
     keys = ["policy", "run", "checkpoint", "step"]
+    if "ablated" in rows.columns:
+        rows = rows[~rows.ablated.astype(bool)]
 
     def one_day(g: pd.DataFrame) -> pd.Series:
         var = (g.own_sd**2).sum()

@@ -29,6 +29,7 @@ from policies.shapers import (
     ShaperError,
 )
 from policies.shapers.base import pearson
+from policies.shapers.linear import FEATURES as LINEAR_FEATURES
 
 ALGOS: dict[str, type[OffPolicyAlgorithm]] = {"sac": SAC, "td3": TD3}
 #: ``linear+<network>``: the network fits what the linear decomposition leaves (policies/shapers/anchored.py).
@@ -229,6 +230,7 @@ def build_shaper(
     ``cfg.shaper_labels`` is ``items``, ``meters`` meter readings read where ``cfg.shaper_meters``
     (``shaper_sizes``); ``features``, the linear shaper's feature map (``policies.shaper_probe --features``)."""
     check_choice("shaping", shaping, SHAPINGS)
+    check_choice("linear features", features, LINEAR_FEATURES)
     if features != "linear" and shaping != "linear":
         raise AgentError(f"features {features!r} are the linear shaper's, not the {shaping!r} shaper's")
     check_choice("shaper labels", cfg.shaper_labels, SHAPER_LABELS)

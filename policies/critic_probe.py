@@ -122,9 +122,25 @@ def run_env(run: RunDir, cfg: dict) -> gym.Env:
     return env
 
 
-def load_checkpoints(run: RunDir, cfg: dict, names: list[str], env: gym.Env) -> list[Checkpoint]:
+def open_run(path: Path, n_days: int) -> tuple[RunDir, dict, gym.Env, list[int]]:
+    """The run at ``path``, its config, the twin it was trained on and ``n_days`` of its held-out days (``--days``
+    of the probes); one-line ``CriticProbeError`` for anything else."""
+    if not (path / "config.json").is_file():
+        raise CriticProbeError(f"{path}: not a run directory (no config.json)")
+    run = RunDir(path)
+    cfg = run.load_config()
+    env = run_env(run, cfg)
+    pool = len(env.unwrapped.eval_days)
+    if not 1 <= n_days <= pool:
+        raise CriticProbeError(f"--days must be in 1..{pool} (held-out days of the scenario), got {n_days}")
+    return run, cfg, env, held_out_days(env, n_days)
+
+
+def load_checkpoints(
+    run: RunDir, cfg: dict, names: list[str], env: gym.Env, shapers: bool = True
+) -> list[Checkpoint]:
     """The run's policies named ``names``: ``best`` (best on validation days), ``latest`` (its latest checkpoint)
-    or a checkpoint folder's name (``step_0000004000``), with their shapers where saved."""
+    or a checkpoint folder's name (``step_0000004000``), with their shapers where saved (and ``shapers``)."""
     out = []
     for name in names:
         if name == "best":
@@ -136,7 +152,7 @@ def load_checkpoints(run: RunDir, cfg: dict, names: list[str], env: gym.Env) -> 
         if folder is None or step < 0 or not (folder / "model.zip").is_file():
             raise CriticProbeError(f"{run.path}: no {name!r} checkpoint with a model.zip")
         policy = load_policy(run, cfg, folder / "model.zip", step)
-        out.append(Checkpoint(name, step, policy, load_shaper(folder, cfg, env, policy)))
+        out.append(Checkpoint(name, step, policy, load_shaper(folder, cfg, env, policy) if shapers else None))
     return out
 
 
@@ -482,15 +498,7 @@ def main(argv: list[str] | None = None) -> int:
             raise CriticProbeError(
                 f"--stride must be >= 1 and --stochastic >= 0, got {args.stride}, {args.stochastic}"
             )
-        if not (args.run / "config.json").is_file():
-            raise CriticProbeError(f"{args.run}: not a run directory (no config.json)")
-        run = RunDir(args.run)
-        cfg = run.load_config()
-        env = run_env(run, cfg)
-        try:
-            days = held_out_days(env, args.days)
-        except ValueError as exc:
-            raise CriticProbeError(str(exc)) from None
+        run, cfg, env, days = open_run(args.run, args.days)
         kinds = [k.strip() for k in args.dims.split(",") if k.strip()]
         moves(env, kinds)  # refuse a bad --dims before loading anything
         default = "best,latest" if run.selects_on_validation() else "latest"

@@ -300,6 +300,8 @@ def arrival_seed(day: str, seed: int) -> int:
     """The seed the twin is reset with for held-out ``day`` (YYYY-MM-DD) and evaluation seed ``seed`` (>= 0): drawn
     from (seed, the day's ordinal), so no two days share arrivals and the episode is reproducible
     (``env.reset(seed=arrival_seed(day, seed), options={"split": "eval", "day": day})``)."""
+    if not isinstance(day, str):
+        raise EvaluateError(f"a held-out day is a YYYY-MM-DD string, got {day!r}")
     if seed < 0:
         raise EvaluateError(f"evaluation seeds must be >= 0, got {seed}")
     ordinal = pd.Timestamp(day).toordinal()

@@ -16,9 +16,9 @@ correlation does not rise is fitting sums the settlements cannot tie to slots. T
 samples 48 random slots of each day); the buffer is the one a learner filled, so its states and actions are that
 learner's, not a random policy's. A stochastic shaper (diffusion: its chain starts from noise) is scored on the
 mean of ``--draws`` draws of r_hat per slot, with its own random numbers, so the fits are the same whatever
-``--draws`` and ``--every`` are. ``--features squares|interactions`` widens the linear decomposition's map of
-(s, a) with a^2 and every a_i s_j (``policies.shapers.linear.FEATURES``): what a decomposition whose slope in the
-action depends on the state would have to identify from the same sums.
+``--draws`` and ``--every`` are. ``--features`` widens the linear decomposition's map of (s, a) with a^2
+(``squares``), or with a^2 and every a_i s_j (``interactions``; ``policies.shapers.linear.FEATURES``): what a
+decomposition whose slope in the action depends on the state would have to identify from the same sums.
 """
 
 from __future__ import annotations

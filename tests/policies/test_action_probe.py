@@ -100,6 +100,11 @@ def test_varying_share_is_zero_for_a_constant_correction_and_one_without_a_const
     assert half.varying_share.item() == pytest.approx(0.5)
     assert half.mean_abs_own.item() == pytest.approx(0.15)
     assert half.max_abs_load_corr.item() == pytest.approx(0.5)
+    # pooled over the dimensions (0.01 / 0.1), not the mean of per-dimension shares (0.5)
+    assert summarise(synthetic([0.3, 0.0], [0.0, 0.1])).varying_share.item() == pytest.approx(0.1)
+    # an ablated dimension (forced by the env) is left out
+    rows = synthetic([0.3, 0.0], [0.0, 0.1]).assign(ablated=[False, True])
+    assert summarise(rows).varying_share.item() == 0
 
 
 def test_main_writes_csv_and_png_and_refuses_bad_input(residual_run, tmp_path, capsys):
@@ -115,3 +120,17 @@ def test_main_writes_csv_and_png_and_refuses_bad_input(residual_run, tmp_path, c
         assert main([*bad, "--no-progress"]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "\n" not in err
+
+
+def test_an_ablated_runs_forced_dimensions_are_flagged_and_the_twin_action_is_the_forced_one():
+    from policies.action_probe import ablated
+    from policies.experiment_env import RestrictedActions
+    from twin.env import AIGCTwinEnv
+
+    env = RestrictedActions(AIGCTwinEnv("tiny"), no_transfer=True, fixed_steps=None)
+    names = action_names(env.unwrapped)
+    flags = ablated(env, names)
+    assert [n for n, f in zip(names, flags, strict=True) if f] == [
+        n for n in names if n.startswith("transfer ")
+    ]
+    assert not any(ablated(env.unwrapped, names))

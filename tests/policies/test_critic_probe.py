@@ -166,7 +166,7 @@ def test_probe_errors_are_one_line(residual_run, tmp_path, capsys):
         ([str(residual_run), "--dims", "steps,transfer"], "unknown --dims transfer"),
         ([str(residual_run), "--stride", "0"], "--stride must be >= 1"),
         ([str(residual_run), "--stochastic", "-1"], "--stochastic >= 0"),
-        ([str(residual_run), "--days", "999"], "--eval-days must be in 1.."),
+        ([str(residual_run), "--days", "999"], "--days must be in 1.."),
     ]
     for argv, message in cases:
         assert main([*argv, "--no-progress"]) == 2

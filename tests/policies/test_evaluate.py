@@ -177,6 +177,14 @@ def test_the_bound_is_the_clairvoyant_lp_not_the_forecast_planners(tmp_path, ord
     assert np.allclose(df.oracle_bound, bound)  # every row's bound: the episode's own LP
     planner = df[df.policy == "forecast-lp"].utility.iloc[0]
     assert planner <= bound + 1e-6
+    # the policies' episodes are the bound's: reset with the same arrival seed
+    from policies.heuristics import make_heuristic
+    from policies.policy import run_episode
+
+    replayed = run_episode(
+        env, make_heuristic("forecast-lp"), day=df.day.iloc[0], seed=arrival_seed(df.day.iloc[0], 0)
+    )
+    assert replayed.totals["utility"] == pytest.approx(planner)
     assert (df.policy == "oracle").sum() == (1 if "oracle" in order.split(",") else 0)
 
 
@@ -202,3 +210,5 @@ def test_days_of_one_weekday_get_arrivals_of_their_own():
     assert arrival_seed(a, 5) == arrival_seed(a, 5) != arrival_seed(a, 6)
     with pytest.raises(EvaluateError, match="seeds must be >= 0"):
         arrival_seed(a, -1)
+    with pytest.raises(EvaluateError, match="YYYY-MM-DD string"):
+        arrival_seed(3, 0)
