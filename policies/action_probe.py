@@ -5,7 +5,9 @@ slot against how the twin's action moves.
     python -m policies.action_probe RUN_DIR [RUN_DIR ...] [--checkpoints best] [--days 3] [--csv PATH]
                                     [--png PATH]
 
-Per run, checkpoint, held-out day (arrival seeds as ``policies.critic_probe`` uses them) and action dimension:
+Per run, checkpoint, held-out day (arrival seeds as ``policies.critic_probe`` uses them) and action dimension
+(``reward`` names what the run learned from: the twin's settlement period in slots, and ``+redistribute`` where the
+settled amount was spread over the period's slots):
 
 - ``own_mean`` and ``own_sd``: the mean and the standard deviation over the day's slots of the learner's own
   output, in its [-1, 1] box;
@@ -59,6 +61,14 @@ def ablated(env, names: list[str]) -> list[bool]:
             for n in names]  # fmt: skip
 
 
+def reward_label(env, cfg: dict) -> str:
+    """``settle=N`` (the twin's settlement period in slots; 1 where its reward is dense) and ``+redistribute``
+    where the run spread the settled amount."""
+    sc = env.unwrapped.scenario
+    label = f"settle={1 if sc.reward_mode == 'dense' else sc.settlement_slots}"
+    return label + ("+redistribute" if cfg.get("reward_mix") == "redistribute" else "")
+
+
 def slot_load(obs: np.ndarray, n_dc: int) -> float:
     """The images that arrived in the slot before ``obs``, per slot capacity, summed over the sites."""
     per_dc = np.asarray(obs, dtype=float)[: n_dc * OBS_PER_DC].reshape(n_dc, OBS_PER_DC)
@@ -103,13 +113,15 @@ def probe_run(path: Path, names: list[str] | None, n_days: int, progress: bool =
     ckpts = load_checkpoints(run, cfg, names or default, env, shapers=False)
     dims = action_names(env.unwrapped)
     forced = ablated(env, dims)
+    reward = reward_label(env, cfg)
     rows = []
     for ckpt in ckpts:
         for i, day in enumerate(tqdm(days, desc=f"{path.name} {ckpt.name}", disable=not progress)):
             acts = day_actions(env, ckpt, day, DAY_SEED0 + i)
             for k, dim in enumerate(dims):
                 rows.append({
-                    "run": path.name, "policy": ckpt.policy.name, "checkpoint": ckpt.name, "step": ckpt.step,
+                    "run": path.name, "policy": ckpt.policy.name, "reward": reward, "checkpoint": ckpt.name,
+                    "step": ckpt.step,
                     "day": str(env.unwrapped.data.days[day]), "dim": dim, "ablated": forced[k],
                     "own_mean": acts["own"][:, k].mean(), "own_sd": acts["own"][:, k].std(),
                     "twin_sd": acts["twin"][:, k].std(), "base_sd": acts["base"][:, k].std(),
@@ -121,7 +133,7 @@ def probe_run(path: Path, names: list[str] | None, n_days: int, progress: bool =
 def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     """Per run and checkpoint: the varying share (module docstring), the mean over dimensions of |own_mean|,
     own_sd and twin_sd, and the largest |load_corr|, each averaged over the days; ablated dimensions left out."""
-    keys = ["policy", "run", "checkpoint", "step"]
+    keys = [k for k in ("policy", "reward", "run", "checkpoint", "step") if k in rows.columns]
     if "ablated" in rows.columns:
         rows = rows[~rows.ablated.astype(bool)]
 
@@ -146,15 +158,17 @@ def plot(rows: pd.DataFrame, path: Path) -> Path:
 
     from policies.report import save_figure
 
-    keys = list(dict.fromkeys(zip(rows.run, rows.checkpoint, rows.step, strict=True)))
+    keys = list(dict.fromkeys(zip(rows.run, rows.reward, rows.checkpoint, rows.step, strict=True)))
     dims = list(dict.fromkeys(rows.dim))
     fig, ax = plt.subplots(figsize=(max(7.0, 0.6 * len(dims)), 4.6), layout="constrained")
     width = 0.8 / len(keys)
-    for i, (run, name, step) in enumerate(keys):
+    for i, (run, reward, name, step) in enumerate(keys):
         g = rows[(rows.run == run) & (rows.checkpoint == name) & (rows.step == step)]
         g = g.groupby("dim", sort=False)[["own_mean", "own_sd"]].mean().reindex(dims)
         x = np.arange(len(dims)) - 0.4 + (i + 0.5) * width
-        ax.errorbar(x, g.own_mean, yerr=g.own_sd, fmt="o", ms=3, capsize=2, label=f"{run} {name} ({step})")
+        ax.errorbar(
+            x, g.own_mean, yerr=g.own_sd, fmt="o", ms=3, capsize=2, label=f"{run} ({reward}) {name} ({step})"
+        )
     ax.axhline(0, color="0.5", lw=0.8)
     ax.set_xticks(np.arange(len(dims)), dims, rotation=60, ha="right", fontsize=8)
     ax.set(ylabel="learner's output: mean ± SD over a day's slots", ylim=(-1.05, 1.05))

@@ -80,6 +80,7 @@ def test_rows_summarise_the_days_actions(residual_run, plain_run):
     np.testing.assert_allclose(rows.own_mean, acts["own"].mean(0))
     np.testing.assert_allclose(rows.own_sd, acts["own"].std(0))
     np.testing.assert_allclose(rows.base_sd, acts["base"].std(0))
+    assert set(rows.reward) == {"settle=1"}  # tiny_run's reward is paid every slot
     plain = probe_run(plain_run, ["latest"], 1, progress=False)
     assert plain.base_sd.isna().all()  # no base heuristic
     np.testing.assert_allclose(plain.own_sd, plain.twin_sd, atol=1e-6)  # its own output is the twin's action
