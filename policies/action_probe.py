@@ -172,7 +172,7 @@ def plot(rows: pd.DataFrame, path: Path) -> Path:
     ax.axhline(0, color="0.5", lw=0.8)
     ax.set_xticks(np.arange(len(dims)), dims, rotation=60, ha="right", fontsize=8)
     ax.set(ylabel="learner's output: mean ± SD over a day's slots", ylim=(-1.05, 1.05))
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="lower left")  # the box's lower part is empty: corrections stay near 0
     ax.grid(alpha=0.3)
     return save_figure(fig, path)
 
