@@ -78,17 +78,16 @@ def test_rows_at_the_start_at_every_multiple_and_at_the_end(trained):
     assert not (trained / "plain" / "eval.csv").exists()
 
 
-def test_the_last_row_is_what_the_evaluator_gives_for_the_final_checkpoint(trained, tmp_path):
-    from policies.evaluate import main as evaluate
+def test_the_last_row_is_what_the_evaluator_gives_for_the_final_checkpoint(trained):
+    # the evaluator's policy (load_trained) on the callback's episode: the first held-out day with its seed
+    from policies.policy import run_episode
+    from twin.env import AIGCTwinEnv
 
-    out = tmp_path / "out"
-    argv = ["--scenario", "tiny", "--day", first_held_out_day(), "--seeds", str(DAY_SEED0), "--no-bound",
-            "--out", str(out), "--policies", str(trained / "eval")]  # fmt: skip
-    assert evaluate(argv) == 0
-    row = pd.read_csv(out / "results.csv").iloc[0]
+    policy = load_trained(trained / "eval", "tiny")
+    totals = run_episode(AIGCTwinEnv("tiny"), policy, day=first_held_out_day(), seed=DAY_SEED0).totals
     last = pd.read_csv(trained / "eval" / "eval.csv").iloc[-1]
     for key in MONEY:
-        assert last[key] == pytest.approx(row[key], rel=1e-12, abs=1e-12), key
+        assert last[key] == pytest.approx(totals[key], rel=1e-12, abs=1e-12), key
 
 
 def test_evaluation_leaves_training_untouched(trained):
