@@ -12,19 +12,8 @@ from policies.action_probe import action_names, day_actions, main, probe_run, sl
 from policies.critic_probe import DAY_SEED0, load_checkpoints, run_env
 from policies.eval_callback import held_out_days
 from policies.run_dir import RunDir
-from tests.policies.test_critic_probe import tiny_run
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def residual_run(tmp_path_factory):
-    return tiny_run(tmp_path_factory, "res", "--residual", "price-greedy", "--residual-scale", "0.5")
-
-
-@pytest.fixture(scope="module")
-def plain_run(tmp_path_factory):
-    return tiny_run(tmp_path_factory, "plain")
 
 
 def loaded(path):

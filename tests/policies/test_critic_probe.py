@@ -24,36 +24,11 @@ from policies.critic_probe import (
 )
 from policies.eval_callback import held_out_days
 from policies.run_dir import RunDir
-from policies.train import main as train
+from tests.policies.conftest import tiny_run
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 STRIDE = 40
-
-
-def tiny_run(tmp_path_factory, name: str, *extra: str):
-    """A 120-step SAC run on the tiny twin with a per-slot reward (``extra``: more policies.train flags)."""
-    pytest.importorskip("twin.env")
-    run = tmp_path_factory.mktemp("runs") / name
-    args = ["--scenario", "tiny", "--reward-mode", "dense", "--shaping", "none", *extra, "--total-steps", "120",
-            "--learning-starts", "48", "--batch-size", "32", "--net-width", "32", "--buffer-size", "2000",
-            "--eval-every", "60", "--eval-days", "1", "--checkpoint-every", "60", "--no-progress",
-            "--no-tensorboard", "--run-dir", str(run)]  # fmt: skip
-    try:
-        assert train(args) == 0
-    except (OSError, ValueError):  # the twin's data or cards missing here
-        pytest.skip("the twin cannot be built here")
-    return run
-
-
-@pytest.fixture(scope="module")
-def residual_run(tmp_path_factory):
-    return tiny_run(tmp_path_factory, "res", "--residual", "price-greedy", "--residual-scale", "0.5")
-
-
-@pytest.fixture(scope="module")
-def plain_run(tmp_path_factory):
-    return tiny_run(tmp_path_factory, "plain")
 
 
 @pytest.fixture(scope="module")
