@@ -41,6 +41,7 @@ from policies.eval_callback import DAY_SEED0
 from policies.evaluate import EvaluateError
 from policies.experiment_env import RestrictedActions
 from policies.run_dir import RunDirError
+from policies.shapers.base import pearson
 from traces.atomic import write_csv_atomic
 from twin.env import OBS_PER_DC, obs_index
 
@@ -99,13 +100,6 @@ def day_actions(env, ckpt: Checkpoint, day: int, seed: int) -> dict[str, np.ndar
     }
 
 
-def corr(x: np.ndarray, y: np.ndarray) -> float:
-    """Pearson correlation, NaN where either series is constant."""
-    if np.std(x) < 1e-12 or np.std(y) < 1e-12:
-        return float("nan")
-    return float(np.corrcoef(x, y)[0, 1])
-
-
 def probe_run(path: Path, names: list[str] | None, n_days: int, progress: bool = True) -> pd.DataFrame:
     """One row per checkpoint, held-out day and action dimension of the run at ``path`` (module docstring)."""
     run, cfg, env, days = open_run(path, n_days)
@@ -125,7 +119,7 @@ def probe_run(path: Path, names: list[str] | None, n_days: int, progress: bool =
                     "day": str(env.unwrapped.data.days[day]), "dim": dim, "ablated": forced[k],
                     "own_mean": acts["own"][:, k].mean(), "own_sd": acts["own"][:, k].std(),
                     "twin_sd": acts["twin"][:, k].std(), "base_sd": acts["base"][:, k].std(),
-                    "load_corr": corr(acts["own"][:, k], acts["load"]),
+                    "load_corr": pearson(torch.as_tensor(acts["own"][:, k]), torch.as_tensor(acts["load"])),
                 })  # fmt: skip
     return pd.DataFrame(rows)
 

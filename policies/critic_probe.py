@@ -130,10 +130,10 @@ def open_run(path: Path, n_days: int) -> tuple[RunDir, dict, gym.Env, list[int]]
     run = RunDir(path)
     cfg = run.load_config()
     env = run_env(run, cfg)
-    pool = len(env.unwrapped.eval_days)
-    if not 1 <= n_days <= pool:
-        raise CriticProbeError(f"--days must be in 1..{pool} (held-out days of the scenario), got {n_days}")
-    return run, cfg, env, held_out_days(env, n_days)
+    try:
+        return run, cfg, env, held_out_days(env, n_days, flag="--days")
+    except ValueError as exc:
+        raise CriticProbeError(str(exc)) from None
 
 
 def load_checkpoints(

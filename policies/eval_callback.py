@@ -35,12 +35,13 @@ def is_twin(env: gym.Env) -> bool:
     return hasattr(env.unwrapped, "eval_days") and hasattr(env.unwrapped, "data")
 
 
-def held_out_days(env: gym.Env, n: int) -> list[int]:
+def held_out_days(env: gym.Env, n: int, flag: str = "--eval-days") -> list[int]:
     """``n`` held-out evaluation days of the twin ``env`` spread over its split (day indices, as ``reset`` takes
-    them): the first ``n`` would all be winter days of one season's load."""
+    them): the first ``n`` would all be winter days of one season's load. ``flag``: the option a bad ``n`` came
+    from, named in the ValueError."""
     pool = [int(d) for d in env.unwrapped.eval_days]
     if not 1 <= n <= len(pool):
-        raise ValueError(f"--eval-days must be in 1..{len(pool)} (held-out days of the scenario), got {n}")
+        raise ValueError(f"{flag} must be in 1..{len(pool)} (held-out days of the scenario), got {n}")
     return spread(pool, n)
 
 
