@@ -1,7 +1,7 @@
 """Rule-based schedulers for the twin, the baselines the learned agents must beat: the production default,
-a price-aware greedy rule, the same rule without the price in its step count (quality-first), the same rule with
-transfers to where an image nets more (best-site) and least-loaded transfer. Torch-free; actions only through
-``encode_action``."""
+a price-aware greedy rule, the same rule without the price in its step count (quality-first), quality-first sending
+what a site cannot serve to sites with room (overflow), price-greedy with transfers to where an image nets more
+(best-site) and least-loaded transfer. Torch-free; actions only through ``encode_action``."""
 
 from __future__ import annotations
 
@@ -81,6 +81,26 @@ def offered_load(obs: np.ndarray, n: int) -> np.ndarray:
     return blk[:, _QUEUED] + blk[:, _ARRIVED]
 
 
+def fill_pairs(gain: np.ndarray, give: np.ndarray, spare: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """(N, N) transfer shares of each origin's ``new`` images (diagonal 0, rows summing to at most 1): the
+    (origin, receiver) pairs of largest positive ``gain`` per image first, each moving as many images as the
+    origin still has to ``give`` and the receiver still has ``spare`` (all (N,), in images)."""
+    n = len(new)
+    left, room = np.array(give, dtype=float), np.array(spare, dtype=float)
+    shares = np.zeros((n, n))
+    for flat in np.argsort(-gain, axis=None):
+        o, j = divmod(int(flat), n)
+        if gain[o, j] <= 0:
+            break
+        moved = min(left[o], room[j])
+        if moved > 0 and o != j:
+            shares[o, j] = moved / new[o]
+            left[o] -= moved
+            room[j] -= moved
+    shares = np.clip(shares, 0.0, 1.0)
+    return shares / np.maximum(shares.sum(axis=1, keepdims=True), 1.0)
+
+
 class ProductionDefault:
     """Every job served locally at 30 steps (the step set's value nearest to 30 if it lacks 30), batteries
     idle: what a production service does without energy awareness."""
@@ -137,13 +157,15 @@ class PriceGreedy:
         plan = self.plan(obs, u)
         return u.encode_action(np.zeros((u.n_dc, u.n_dc)), u.step_set[plan.steps_idx], plan.battery)
 
-    def plan(self, obs, u) -> SlotPlan:
-        """This slot's step counts and battery setpoints (and what they were chosen from); advances the slot."""
+    def plan(self, obs, u, offered: np.ndarray | None = None) -> SlotPlan:
+        """This slot's step counts and battery setpoints (and what they were chosen from); advances the slot.
+        ``offered`` (N,) replaces the observation's offered load (a rule that moves jobs plans for the load each
+        site keeps and receives)."""
         n = u.n_dc
         t = min(self._slot, len(self.price) - 1)
         self._slot += 1
         price, blk = self.price[t], per_dc(obs, n)
-        offered = offered_load(obs, n)
+        offered = offered_load(obs, n) if offered is None else np.asarray(offered, dtype=float)
         load_kw = np.minimum(offered, 1.0) * u.it_peak_kw * (1.0 + blk[:, _PUE])
         surplus_kw = blk[:, _REN] * u.it_peak_kw - load_kw  # renewables beyond the estimated load
         cheap = (price <= self.low) | (surplus_kw > 0)
@@ -171,6 +193,56 @@ class QualityFirst(PriceGreedy):
     def reset(self, env) -> None:
         super().reset(env)
         self.levels[:] = self.levels[:, 2:]  # the low-price (saturating) count at every price
+
+
+class Overflow(QualityFirst):
+    """Quality-first plus overflow transfers. A site whose offered load is more than its pool serves at
+    quality-first's (saturating) step count sends the new images beyond that to sites with room at theirs (up to
+    ``TRANSFER_FILL`` of their capacity), wherever an image earns more there than at the step count the origin
+    would have to fall to: the origin's price times the delivered quality, less the minimum-quality penalty where
+    the quality is below the minimum, less the transfer cost; the best pairs first. Every site then takes
+    quality-first's step count for the load it keeps plus the load it receives; the battery is price-greedy's.
+    Last slot's arrivals predict this slot's, as for best-site. Where no site overflows it is quality-first."""
+
+    name = "overflow"
+
+    def reset(self, env) -> None:
+        super().reset(env)
+        self.ref = np.asarray(env.unwrapped.capacity_ref, dtype=float)
+
+    def act(self, obs, env) -> np.ndarray:
+        u = env.unwrapped
+        n = u.n_dc
+        offered = offered_load(obs, n)
+        new = per_dc(obs, n)[:, _ARRIVED] * self.ref  # images
+        shares = self.shares(offered, new, u)
+        moved = shares * new[:, None]  # images, origin x receiver
+        kept = offered + (moved.sum(axis=0) - moved.sum(axis=1)) / self.ref
+        plan = self.plan(obs, u, offered=kept)
+        return u.encode_action(shares, u.step_set[plan.steps_idx], plan.battery)
+
+    def shares(self, offered: np.ndarray, new: np.ndarray, u) -> np.ndarray:
+        """(N, N) transfer shares of each origin's new jobs for an ``offered`` load (N, relative to
+        ``capacity_ref``) and ``new`` images (N,)."""
+        rows = np.arange(u.n_dc)
+        steps = self.levels[:, 0]  # quality-first's count, the same at every price
+        load, capacity = offered * self.ref, self.capacity[rows, steps] * self.ref  # images per slot
+        excess = np.clip(load - capacity, 0.0, new)
+        spare = np.where(excess > 0, 0.0, np.maximum(TRANSFER_FILL * capacity - load, 0.0))
+        fallback = keep_up(self.capacity, steps, offered)  # where an origin that keeps its jobs falls to
+        t = u.tariffs
+        quality = u.tables.quality
+
+        def worth(origin: np.ndarray, q: np.ndarray) -> np.ndarray:
+            return t.revenue_per_image[origin] * q - t.penalty_quality * (q < t.min_quality)
+
+        gain = (
+            worth(rows[:, None], quality[rows, steps][None, :])
+            - worth(rows, quality[rows, fallback])[:, None]
+            - t.transfer_cost_per_image
+        )
+        np.fill_diagonal(gain, -np.inf)
+        return fill_pairs(gain, excess, spare, new)
 
 
 class BestSite(PriceGreedy):
@@ -231,19 +303,7 @@ class BestSite(PriceGreedy):
         np.fill_diagonal(gain, -np.inf)
         spare = np.maximum(TRANSFER_FILL * self.capacity[rows, plan.steps_idx] - plan.offered, 0.0) * self.ref
         new = blk[:, _ARRIVED] * self.ref  # images: last slot's arrivals predict this slot's
-        left = new.copy()
-        shares = np.zeros((n, n))
-        for flat in np.argsort(-gain, axis=None):
-            o, j = divmod(int(flat), n)
-            if gain[o, j] <= 0:
-                break
-            moved = min(left[o], spare[j])
-            if moved > 0:
-                shares[o, j] = moved / new[o]
-                left[o] -= moved
-                spare[j] -= moved
-        shares = np.clip(shares, 0.0, 1.0)
-        return shares / np.maximum(shares.sum(axis=1, keepdims=True), 1.0)
+        return fill_pairs(gain, new, spare, new)
 
 
 class LeastLoaded:
@@ -294,7 +354,10 @@ def _forecast_lp():
 
 #: Every non-learned scheduler by name: the rules above and the forecast planner (``policies.oracle``).
 HEURISTICS = {
-    **{cls.name: cls for cls in (ProductionDefault, PriceGreedy, QualityFirst, BestSite, LeastLoaded)},
+    **{
+        cls.name: cls
+        for cls in (ProductionDefault, PriceGreedy, QualityFirst, Overflow, BestSite, LeastLoaded)
+    },
     "forecast-lp": _forecast_lp,
 }
 

@@ -14,10 +14,12 @@ from policies.heuristics import (
     BestSite,
     HeuristicError,
     LeastLoaded,
+    Overflow,
     PriceGreedy,
     ProductionDefault,
     QualityFirst,
     SlotPlan,
+    fill_pairs,
     make_heuristic,
     min_quality_index,
     nearest_step,
@@ -179,6 +181,75 @@ def test_best_site_keeps_price_greedys_step_counts_and_battery(env):
         g, b = env.decode_action(greedy.act(obs, env)), env.decode_action(action)
         assert (g.steps == b.steps).all() and np.allclose(g.battery, b.battery)
         obs, _, _, done, _ = env.step(action)
+
+
+def test_overflow_is_quality_first_where_no_site_overflows(env):
+    # the tiny scenario's pools are a few per cent busy: nothing moves and every decision is quality-first's
+    obs, _ = env.reset(seed=0, options={"split": "eval", "day": env.data.days[env.eval_days[1]]})
+    first, over = QualityFirst(), Overflow()
+    first.reset(env)
+    over.reset(env)
+    done = False
+    while not done:
+        action = over.act(obs, env)
+        assert np.array_equal(action, first.act(obs, env))
+        obs, _, _, done, _ = env.step(action)
+
+
+def overflow_case(env):
+    """An Overflow after reset and each DC's capacity (relative to ``capacity_ref``) at quality-first's steps."""
+    env.reset(seed=0, options={"split": "eval"})
+    policy = Overflow()
+    policy.reset(env)
+    return policy, policy.capacity[np.arange(env.n_dc), policy.levels[:, 0]]
+
+
+def test_overflow_sends_only_what_the_origin_cannot_serve_and_only_where_there_is_room(env):
+    policy, capacity = overflow_case(env)
+    # DC 0 offered 1.5 times what it serves at quality-first's count, DC 1 nearly idle
+    offered, new = np.array([1.5 * capacity[0], 0.1]), np.array([0.8 * capacity[0], 0.1]) * policy.ref
+    shares = policy.shares(offered, new, env)
+    assert shares[0, 1] > 0 and shares[1, 0] == 0 and np.diag(shares).sum() == 0
+    excess = (offered[0] - capacity[0]) * policy.ref[0]
+    room = (0.9 * capacity[1] - offered[1]) * policy.ref[1]
+    assert shares[0, 1] * new[0] == pytest.approx(min(excess, room, new[0]))
+    # both pools busy: no room anywhere, nothing moves
+    assert np.allclose(policy.shares(1.2 * capacity, 0.5 * capacity * policy.ref, env), 0.0)
+
+
+def test_overflow_moves_nothing_when_the_transfer_costs_more_than_it_saves(env, monkeypatch):
+    import dataclasses
+
+    policy, capacity = overflow_case(env)
+    offered, new = np.array([1.5 * capacity[0], 0.1]), np.array([0.8 * capacity[0], 0.1]) * policy.ref
+    assert policy.shares(offered, new, env)[0, 1] > 0
+    monkeypatch.setattr(env, "tariffs", dataclasses.replace(env.tariffs, transfer_cost_per_image=1.0))
+    assert np.allclose(policy.shares(offered, new, env), 0.0)
+
+
+def test_overflow_beats_quality_first_on_an_overloaded_day():
+    from twin.env import AIGCTwinEnv
+    from twin.scenario import load_scenario, scenario_from_dict
+
+    data = load_scenario("tiny").to_dict()
+    data["workload"]["scale"] = 60.0  # 20 times the tiny load: the pools overflow at the peak
+    env = AIGCTwinEnv(scenario_from_dict(data, "tiny x20"))
+    day = env.data.days[env.eval_days[0]]
+    first = run_episode(env, QualityFirst(), day=day, seed=0).totals
+    over = run_episode(env, Overflow(), day=day, seed=0).totals
+    assert first["transfer_cost"] == 0 < over["transfer_cost"]
+    assert over["penalty"] < first["penalty"]
+    assert over["utility"] > first["utility"]
+
+
+def test_fill_pairs_takes_the_best_pairs_first_within_what_each_side_has():
+    gain = np.array([[-np.inf, 2.0, 1.0], [0.5, -np.inf, -1.0], [0.0, 0.0, -np.inf]])
+    new = np.array([10.0, 4.0, 0.0])
+    shares = fill_pairs(gain, give=np.array([8.0, 4.0, 0.0]), spare=np.array([1.0, 5.0, 3.0]), new=new)
+    moved = shares * new[:, None]
+    # 0 -> 1 first (5 images, all of 1's room), then 0 -> 2 (3, 2's room), then 1 -> 0 (1, 0's room)
+    assert np.allclose(moved, [[0, 5, 3], [1, 0, 0], [0, 0, 0]])
+    assert np.allclose(fill_pairs(gain, new, np.zeros(3), new), 0.0)  # no room: nothing moves
 
 
 def test_unknown_heuristic_is_a_clear_error():
