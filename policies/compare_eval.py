@@ -6,7 +6,8 @@ pairs with the baseline's (a heuristic, deterministic) on that episode. For each
 name a ``run``) this prints, in EUR/day and in points of the mean oracle bound where the evaluation computed it:
 
 - the mean over runs of a run's mean difference to the baseline, with the 95% t-interval over runs (the spread
-  that training seeds make, on these days);
+  that training seeds make, on these days); for a heuristic named in ``--policies`` (one deterministic run), the
+  mean over episodes with the t-interval over episodes instead;
 - the same difference per held-out day (mean over runs and arrival seeds) and a test over days (the spread that
   days make: a gain made on a few days shows here, not in the test over runs);
 - with two learners, the first minus the second paired by training seed (``__sN__`` in the run's name).
@@ -69,10 +70,11 @@ def differences(frame: pd.DataFrame, policy: str, base: pd.Series) -> pd.DataFra
     """One row per (run, day, seed) of ``policy``: its utility minus the baseline's on that episode. Every run
     must have run exactly the baseline's episodes, each once, each with a utility."""
     rows = frame[frame["policy"] == policy]
-    if rows.empty or (rows["run"] == "").any():
-        raise CompareEvalError(
-            f"{policy!r} is not a learner evaluated here (learners: {', '.join(learners(frame))})"
-        )
+    if rows.empty:
+        known = ", ".join(dict.fromkeys(frame["policy"]))
+        raise CompareEvalError(f"{policy!r} was not evaluated here (policies: {known})")
+    if (rows["run"] == "").any() and (rows["run"] != "").any():
+        raise CompareEvalError(f"{policy}: rows with and without a run; a policy is a learner or a heuristic")
     if rows.duplicated(["run", *EPISODE]).any():
         raise CompareEvalError(f"{policy}: a run has an episode twice")
     if rows["utility"].isna().any():
@@ -103,16 +105,19 @@ def shared_arrivals(frame: pd.DataFrame, baseline: str) -> dict[str, str]:
 def policy_lines(
     policy: str, diffs: pd.DataFrame, bound: float | None, baseline: str, same: dict
 ) -> list[str]:
-    per_run = diffs.groupby("run")["diff"].mean()
     per_day = diffs.groupby("day")["diff"].mean()
-    better = int((per_run > 0).sum())
     lines = [f"{policy} − {baseline} (EUR/day):"]
-    lines.append(
-        f"  over runs: {paired_text(per_run.to_numpy(), 'runs')}, better in {better} of {len(per_run)} runs"
-    )
+    if (
+        diffs["run"] == ""
+    ).all():  # a heuristic: one deterministic episode each, so the spread is the episodes'
+        per, unit = diffs["diff"], "episodes"
+    else:
+        per, unit = diffs.groupby("run")["diff"].mean(), "runs"
+    lines.append(f"  over {unit}: {paired_text(per.to_numpy(), unit)}, better in {int((per > 0).sum())} of "
+                 f"{len(per)} {unit}")  # fmt: skip
     if bound is not None:
         lines.append(f"    as points of the mean oracle bound ({fmt(bound)} EUR/day): "
-                     f"{paired_text(100 * per_run.to_numpy() / bound, 'runs')}")  # fmt: skip
+                     f"{paired_text(100 * per.to_numpy() / bound, unit)}")  # fmt: skip
     lines.append(f"  over days: {paired_text(per_day.to_numpy(), 'days')}, better on {int((per_day > 0).sum())} "
                  f"of {len(per_day)} days")  # fmt: skip
     draws = per_day.groupby(per_day.index.map(same)).mean() if same else per_day
@@ -182,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", type=Path, help="a folder written by python -m policies.evaluate")
     parser.add_argument("--baseline", default="quality-first", help="a heuristic evaluated in that folder")
     parser.add_argument(
-        "--policies", help="comma-separated learners (default: every policy with trained runs)"
+        "--policies",
+        help="comma-separated learners or heuristics (default: every policy with trained runs)",
     )
     args = parser.parse_args(argv)
     chosen = None if args.policies is None else [p for p in args.policies.split(",") if p]

@@ -91,6 +91,25 @@ def test_differences_over_runs_days_and_between_learners(tmp_path, capsys):
     assert line(out, "sac+linear@quality-first − sac@quality-first, paired").endswith(paired_text(between))
 
 
+def test_a_heuristic_against_the_baseline_is_paired_over_episodes(tmp_path, capsys):
+    frame = pd.DataFrame(rows())
+    gains = np.array([2.0, 0.0, 5.0, -1.0, 0.0, 3.0])
+    base = frame[frame["policy"] == "quality-first"]
+    frame = pd.concat([frame, base.assign(policy="overflow", utility=base["utility"].to_numpy() + gains)])
+    assert main([write(tmp_path, frame), "--policies", "overflow"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        line(out, "over episodes:")
+        == f"over episodes: {paired_text(gains, 'episodes')}, better in 3 of 6 episodes"
+    )
+    mean_bound = np.mean([bound(d, s) for d, s in EPISODES])
+    assert line(out, "as points") == (
+        f"as points of the mean oracle bound ({fmt(mean_bound)} EUR/day): {paired_text(100 * gains / mean_bound, 'episodes')}"
+    )
+    per_day = gains.reshape(3, 2).mean(axis=1)
+    assert line(out, "over days:").startswith(f"over days: {paired_text(per_day, 'days')}")
+
+
 def test_pairs_by_day(tmp_path, capsys):
     """The baseline's days swapped: each learner episode meets the other day's baseline, and the per-day line shows it
     (per-run and per-day means do not depend on which arrival seed meets which, only the coverage check does)."""
@@ -134,6 +153,8 @@ def broken(kind: str) -> pd.DataFrame:
         return pd.concat([frame, frame[learner].head(1)])
     if kind == "shared-seed":
         frame.loc[learner & (frame.run == "sac+linear__s1__abc"), "run"] = "sac+linear__s0__def"
+    if kind == "mixed":
+        frame.loc[frame.index[learner][0], "run"] = ""
     if kind == "no-columns":
         return frame.drop(columns=["seed"])
     return frame
@@ -144,8 +165,9 @@ def broken(kind: str) -> pd.DataFrame:
     [
         ("", ["--baseline", "forecast-lp"], "baseline 'forecast-lp' was not evaluated here"),
         ("", ["--baseline", "sac@quality-first"], "has more than one run"),
-        ("", ["--policies", "td3@quality-first"], "'td3@quality-first' is not a learner evaluated here"),
-        ("", ["--policies", "price-greedy"], "'price-greedy' is not a learner evaluated here"),
+        ("", ["--policies", "td3@quality-first"], "'td3@quality-first' was not evaluated here"),
+        ("", ["--policies", "price-greedy"], "'price-greedy' was not evaluated here"),
+        ("mixed", [], "rows with and without a run"),
         ("", ["--policies", ","], "no policy named"),
         ("missing-episode", [], "the comparison needs the same episodes"),
         ("nan-learner", [], "episodes without a utility"),

@@ -170,30 +170,29 @@ def test_best_site_moves_jobs_only_where_the_saved_energy_money_beats_what_movin
     assert np.allclose(policy.shares(plan, block, np.zeros(env.n_dc), env), 0.0)
 
 
-def test_best_site_keeps_price_greedys_step_counts_and_battery(env):
-    obs, _ = env.reset(seed=0, options={"split": "eval", "day": env.data.days[env.eval_days[2]]})
-    greedy, best = PriceGreedy(), BestSite()
-    greedy.reset(env)
-    best.reset(env)
+def side_by_side(env, policy, shadow, day: int):
+    """Run ``policy`` through held-out day ``day`` (an index), yielding each slot its action and the action
+    ``shadow`` takes on the same observation."""
+    obs, _ = env.reset(seed=0, options={"split": "eval", "day": env.data.days[env.eval_days[day]]})
+    policy.reset(env)
+    shadow.reset(env)
     done = False
-    while not done:  # price-greedy shown best-site's observations, slot by slot
-        action = best.act(obs, env)
-        g, b = env.decode_action(greedy.act(obs, env)), env.decode_action(action)
-        assert (g.steps == b.steps).all() and np.allclose(g.battery, b.battery)
+    while not done:
+        action = policy.act(obs, env)
+        yield action, shadow.act(obs, env)
         obs, _, _, done, _ = env.step(action)
+
+
+def test_best_site_keeps_price_greedys_step_counts_and_battery(env):
+    for action, greedy in side_by_side(env, BestSite(), PriceGreedy(), day=2):
+        g, b = env.decode_action(greedy), env.decode_action(action)
+        assert (g.steps == b.steps).all() and np.allclose(g.battery, b.battery)
 
 
 def test_overflow_is_quality_first_where_no_site_overflows(env):
     # the tiny scenario's pools are a few per cent busy: nothing moves and every decision is quality-first's
-    obs, _ = env.reset(seed=0, options={"split": "eval", "day": env.data.days[env.eval_days[1]]})
-    first, over = QualityFirst(), Overflow()
-    first.reset(env)
-    over.reset(env)
-    done = False
-    while not done:
-        action = over.act(obs, env)
-        assert np.array_equal(action, first.act(obs, env))
-        obs, _, _, done, _ = env.step(action)
+    for action, first in side_by_side(env, Overflow(), QualityFirst(), day=1):
+        assert np.array_equal(action, first)
 
 
 def overflow_case(env):
