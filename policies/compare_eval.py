@@ -13,11 +13,13 @@ name a ``run``) this prints, in EUR/day and in points of the mean oracle bound w
 - with two learners, the first minus the second paired by training seed (``__sN__`` in the run's name).
 
 Use it to re-evaluate a page's selected policies on more held-out days than its training evaluated (``--days``).
+``--exclude-days-of EVAL_DIR`` leaves out the days another evaluation ran (e.g. the days a rule was designed on).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -149,8 +151,31 @@ def oracle_bound(frame: pd.DataFrame, baseline: str) -> float | None:
     return float(values.mean()) if values.notna().all() else None
 
 
-def compare(folder: Path, baseline: str, policies: list[str] | None = None) -> list[str]:
+def days_of(folder: Path) -> list[str]:
+    """The held-out days another ``policies.evaluate`` folder ran (its ``config.json``)."""
+    path = folder / "config.json"
+    try:
+        days = json.loads(path.read_text(encoding="utf-8"))["days"]
+    except FileNotFoundError:
+        raise CompareEvalError(
+            f"{path}: not found (a folder written by python -m policies.evaluate)"
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        raise CompareEvalError(f"{path}: not an evaluation's config (no list of days)") from None
+    if not isinstance(days, list) or not all(isinstance(d, str) for d in days):
+        raise CompareEvalError(f"{path}: 'days' is not a list of YYYY-MM-DD strings")
+    return days
+
+
+def compare(
+    folder: Path, baseline: str, policies: list[str] | None = None, exclude: list[str] | None = None
+) -> list[str]:
     frame = load(folder)
+    if exclude:
+        left = frame[~frame["day"].isin(exclude)]
+        if left.empty:
+            raise CompareEvalError(f"{folder}: every held-out day is excluded")
+        frame = left
     base = baseline_utility(frame, baseline)
     chosen = learners(frame) if policies is None else policies
     if not chosen:
@@ -162,6 +187,8 @@ def compare(folder: Path, baseline: str, policies: list[str] | None = None) -> l
     days, episodes = base.index.get_level_values("day").nunique(), len(base)
     lines = [f"{folder}: {', '.join(chosen)} against {baseline} ({fmt(float(base.mean()))} EUR/day), "
              f"paired on {episodes} episodes ({days} held-out days x arrival seeds)"]  # fmt: skip
+    if exclude:
+        lines.append(f"left out: {len(set(exclude))} day(s) named by --exclude-days-of")
     shared = sorted({(first, day) for day, first in same.items() if first != day})
     if shared:
         pairs = ", ".join(f"{a} = {b}" for a, b in shared)
@@ -190,10 +217,17 @@ def main(argv: list[str] | None = None) -> int:
         "--policies",
         help="comma-separated learners or heuristics (default: every policy with trained runs)",
     )
+    parser.add_argument(
+        "--exclude-days-of",
+        type=Path,
+        metavar="EVAL_DIR",
+        help="leave out the held-out days another policies.evaluate folder ran (e.g. days a rule was tuned on)",
+    )
     args = parser.parse_args(argv)
     chosen = None if args.policies is None else [p for p in args.policies.split(",") if p]
     try:
-        print("\n".join(compare(args.folder, args.baseline, chosen)))
+        exclude = days_of(args.exclude_days_of) if args.exclude_days_of else None
+        print("\n".join(compare(args.folder, args.baseline, chosen, exclude)))
     except CompareEvalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

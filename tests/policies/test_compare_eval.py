@@ -110,6 +110,29 @@ def test_a_heuristic_against_the_baseline_is_paired_over_episodes(tmp_path, caps
     assert line(out, "over days:").startswith(f"over days: {paired_text(per_day, 'days')}")
 
 
+def test_days_another_evaluation_ran_can_be_left_out(tmp_path, capsys):
+    import json
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"days": [DAYS[0], "2024-01-01"]}))
+    path = folder(tmp_path)
+    assert main([path, "--policies", "sac@quality-first", "--exclude-days-of", str(other)]) == 0
+    out = capsys.readouterr().out
+    assert "paired on 4 episodes (2 held-out days x arrival seeds)" in out
+    assert "left out: 2 day(s)" in out
+    per_run = [np.mean(GAINS["sac"][s][2:]) for s in range(3)]
+    assert line(out, "over runs:").startswith(f"over runs: {paired_text(per_run, 'runs')}")
+    (other / "config.json").write_text(json.dumps({"days": list(DAYS)}))
+    assert main([path, "--exclude-days-of", str(other)]) == 2
+    assert "every held-out day is excluded" in capsys.readouterr().err
+    (other / "config.json").write_text("{}")
+    assert main([path, "--exclude-days-of", str(other)]) == 2
+    assert "not an evaluation's config" in capsys.readouterr().err
+    assert main([path, "--exclude-days-of", str(tmp_path / "nowhere")]) == 2
+    assert "config.json: not found" in capsys.readouterr().err
+
+
 def test_pairs_by_day(tmp_path, capsys):
     """The baseline's days swapped: each learner episode meets the other day's baseline, and the per-day line shows it
     (per-run and per-day means do not depend on which arrival seed meets which, only the coverage check does)."""
