@@ -196,7 +196,8 @@ def compare(
     diffs = {policy: differences(frame, policy, base) for policy in chosen}
     for policy in chosen:
         lines += policy_lines(policy, diffs[policy], bound, baseline, same)
-    if len(chosen) == 2:
+    learners_only = all((diffs[p]["run"] != "").all() for p in chosen)  # a heuristic has no training seed
+    if len(chosen) == 2 and learners_only:
         a, b = (by_seed(diffs[p]) for p in chosen)
         if a is None or b is None:
             lines.append(f"{chosen[0]} − {chosen[1]}: not paired by seed (run names without __sN__)")

@@ -108,6 +108,10 @@ def test_a_heuristic_against_the_baseline_is_paired_over_episodes(tmp_path, caps
     )
     per_day = gains.reshape(3, 2).mean(axis=1)
     assert line(out, "over days:").startswith(f"over days: {paired_text(per_day, 'days')}")
+    # beside a learner, a heuristic has no training seed to pair on, and the output does not pretend otherwise
+    assert main([write(tmp_path, frame), "--policies", "overflow,sac@quality-first"]) == 0
+    out = capsys.readouterr().out
+    assert "overflow − sac@quality-first" not in out and "training seed" not in out
 
 
 def test_days_another_evaluation_ran_can_be_left_out(tmp_path, capsys):
