@@ -404,18 +404,43 @@ def _save_png(fig, path: Path) -> None:
 
 
 def plot_utility(frame: pd.DataFrame, path: Path, currency: str) -> None:
+    """Each policy's utility as % of the oracle bound where the bound was solved (else in money per day): its
+    mean over the episodes with a 95% interval (left; a learner's runs averaged per episode first) and every
+    episode against the jobs that arrived in it (right), where the policies part ways as the load grows."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(dict.fromkeys(frame["policy"]))
-    stats_ = [mean_ci(frame.loc[frame["policy"] == n, "utility"]) for n in names]
-    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(names)), 4))
-    ax.bar(names, [m for m, _ in stats_], yerr=[0 if np.isnan(h) else h for _, h in stats_], capsize=4)
-    ax.set_ylabel(f"utility per day ({currency})")
-    ax.set_title("Mean utility on held-out days (95% CI)")
-    ax.tick_params(axis="x", rotation=30)
+    pct = "utility_pct_of_bound"
+    others = frame[frame["policy"] != "oracle"]  # the bound itself is 100 % by definition
+    with_bound = not others.empty and others[pct].notna().all()
+    shown, col = (others, pct) if with_bound else (frame, "utility")
+    label = "utility (% of the oracle bound)" if with_bound else f"utility per day ({currency})"
+    episode = ["day", "seed"]
+    per_episode = shown.groupby(["policy", *episode], sort=False)[col].mean()
+    arrived = frame.groupby(episode)["arrived"].mean()
+    names = list(dict.fromkeys(shown["policy"]))
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(max(10, 0.8 * len(names) + 6), 4.2), gridspec_kw={"width_ratios": [1, 1.4]}
+    )
+    for i, name in enumerate(names):
+        values = per_episode.loc[name]
+        mean, half = mean_ci(values)
+        left.errorbar([i], [mean], yerr=[0.0 if np.isnan(half) else half], fmt="o", capsize=4, color=f"C{i}")
+        right.scatter(arrived.loc[values.index], values, s=12, alpha=0.6, color=f"C{i}", label=name)
+    left.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    left.set_ylabel(label)
+    left.set_title(f"mean over {len(arrived)} episodes (95% CI)")
+    right.set_xscale("log")
+    thousands = matplotlib.ticker.FuncFormatter(  # 20k, 30k, 50k, 100k, ...: the other minor ticks unlabelled
+        lambda x, _: f"{x / 1000:g}k" if round(x / 10 ** np.floor(np.log10(x))) in (1, 2, 3, 5) else ""
+    )
+    right.xaxis.set_major_formatter(thousands)
+    right.xaxis.set_minor_formatter(thousands)
+    right.set_xlabel("jobs arrived in the episode")
+    right.set_title("each episode")
+    right.legend(fontsize=7, markerscale=1.5)
     fig.tight_layout()
     _save_png(fig, path)
     plt.close(fig)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from policies.evaluate import COLUMNS, EvaluateError, arrival_seed, main, mean_ci
+from policies.evaluate import COLUMNS, EvaluateError, arrival_seed, main, mean_ci, plot_utility
 from policies.oracle import oracle_bound
 from twin.env import AIGCTwinEnv
 
@@ -56,6 +56,15 @@ def test_writes_csv_summary_plots_config_and_scenario(evaluated):
     cfg = json.loads((evaluated / "config.json").read_text())
     assert cfg["seeds"] == [0, 1] and len(cfg["days"]) == 1
     assert "| price-greedy | 2 |" in (evaluated / "summary.md").read_text()
+
+
+def test_utility_plot_with_and_without_the_bound(evaluated, tmp_path):
+    """As % of the bound where it was solved, in money per day where it was not (``--no-bound``)."""
+    frame = pd.read_csv(evaluated / "results.csv")
+    unbound = frame[frame["policy"] != "oracle"].assign(utility_pct_of_bound=np.nan)
+    for name, data in (("bound.png", frame), ("unbound.png", unbound)):
+        plot_utility(data, tmp_path / name, "EUR")
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_rows_add_up_and_the_bound_dominates(evaluated):
