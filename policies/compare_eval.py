@@ -109,9 +109,8 @@ def policy_lines(
 ) -> list[str]:
     per_day = diffs.groupby("day")["diff"].mean()
     lines = [f"{policy} − {baseline} (EUR/day):"]
-    if (
-        diffs["run"] == ""
-    ).all():  # a heuristic: one deterministic episode each, so the spread is the episodes'
+    heuristic = (diffs["run"] == "").all()  # one deterministic episode each: the spread is the episodes'
+    if heuristic:
         per, unit = diffs["diff"], "episodes"
     else:
         per, unit = diffs.groupby("run")["diff"].mean(), "runs"
