@@ -155,10 +155,12 @@ def days_of(folder: Path) -> list[str]:
     path = folder / "config.json"
     try:
         days = json.loads(path.read_text(encoding="utf-8"))["days"]
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise CompareEvalError(
             f"{path}: not found (a folder written by python -m policies.evaluate)"
         ) from None
+    except OSError as exc:
+        raise CompareEvalError(f"{path}: cannot be read ({exc.strerror})") from None
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
         raise CompareEvalError(f"{path}: not an evaluation's config (no list of days)") from None
     if not isinstance(days, list) or not all(isinstance(d, str) for d in days):
@@ -170,8 +172,9 @@ def compare(
     folder: Path, baseline: str, policies: list[str] | None = None, exclude: list[str] | None = None
 ) -> list[str]:
     frame = load(folder)
-    if exclude:
-        left = frame[~frame["day"].isin(exclude)]
+    excluded = sorted(set(frame["day"]) & set(exclude or []))
+    if excluded:
+        left = frame[~frame["day"].isin(excluded)]
         if left.empty:
             raise CompareEvalError(f"{folder}: every held-out day is excluded")
         frame = left
@@ -187,7 +190,9 @@ def compare(
     lines = [f"{folder}: {', '.join(chosen)} against {baseline} ({fmt(float(base.mean()))} EUR/day), "
              f"paired on {episodes} episodes ({days} held-out days x arrival seeds)"]  # fmt: skip
     if exclude:
-        lines.append(f"left out: {len(set(exclude))} day(s) named by --exclude-days-of")
+        named = len(set(exclude))
+        rest = "" if len(excluded) == named else f" (it names {named}; the others were not evaluated here)"
+        lines.append(f"left out: {len(excluded)} held-out day(s) named by --exclude-days-of{rest}")
     shared = sorted({(first, day) for day, first in same.items() if first != day})
     if shared:
         pairs = ", ".join(f"{a} = {b}" for a, b in shared)

@@ -84,9 +84,9 @@ def offered_load(obs: np.ndarray, n: int) -> np.ndarray:
 def fill_pairs(gain: np.ndarray, give: np.ndarray, spare: np.ndarray, new: np.ndarray) -> np.ndarray:
     """(N, N) transfer shares of each origin's ``new`` images (diagonal 0, rows summing to at most 1): the
     (origin, receiver) pairs of largest positive ``gain`` per image first, each moving as many images as the
-    origin still has to ``give`` and the receiver still has ``spare`` (all (N,), in images)."""
+    origin still has to ``give`` (at most its ``new``) and the receiver still has ``spare`` (all (N,), in images)."""
     n = len(new)
-    left, room = np.array(give, dtype=float), np.array(spare, dtype=float)
+    left, room = np.minimum(give, new).astype(float), np.array(spare, dtype=float)
     shares = np.zeros((n, n))
     for flat in np.argsort(-gain, axis=None):
         o, j = divmod(int(flat), n)
@@ -199,8 +199,9 @@ class Overflow(QualityFirst):
     """Quality-first plus overflow transfers. A site whose offered load is more than its pool serves at
     quality-first's (saturating) step count sends the new images beyond that to sites with room at theirs (up to
     ``TRANSFER_FILL`` of their capacity), wherever an image earns more there than at the step count the origin
-    would have to fall to: the origin's price times the delivered quality, less the minimum-quality penalty where
-    the quality is below the minimum, less the transfer cost; the best pairs first. Every site then takes
+    would have to fall to: the origin's price times the delivered quality, less the minimum-quality penalty (per
+    job, so over the mean images per job) where the quality is below the minimum, less the transfer cost; the
+    best pairs first. Every site then takes
     quality-first's step count for the load it keeps plus the load it receives; the battery is price-greedy's.
     Last slot's arrivals predict this slot's, as for best-site. Where no site overflows it is quality-first."""
 
@@ -209,6 +210,8 @@ class Overflow(QualityFirst):
     def reset(self, env) -> None:
         super().reset(env)
         self.ref = np.asarray(env.unwrapped.capacity_ref, dtype=float)
+        arrivals = env.unwrapped.data.arrivals
+        self.images_per_job = float(np.dot(arrivals.images, arrivals.probs))  # the penalty is charged per job
 
     def act(self, obs, env) -> np.ndarray:
         u = env.unwrapped
@@ -234,7 +237,8 @@ class Overflow(QualityFirst):
         quality = u.tables.quality
 
         def worth(origin: np.ndarray, q: np.ndarray) -> np.ndarray:
-            return t.revenue_per_image[origin] * q - t.penalty_quality * (q < t.min_quality)
+            low = q < t.min_quality
+            return t.revenue_per_image[origin] * q - t.penalty_quality / self.images_per_job * low
 
         gain = (
             worth(rows[:, None], quality[rows, steps][None, :])

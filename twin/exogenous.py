@@ -21,6 +21,7 @@ class ArrivalModel(Protocol):
     """Samples one episode's requests: ``(slots, n_dc, n_classes)`` integer counts per slot, DC and class."""
 
     images: np.ndarray  # (K,) images per request of each class
+    probs: np.ndarray  # (K,) share of the requests in each class
     source: str
 
     def sample(self, rng: np.random.Generator, day: dt.date, slots: int, slot_s: int) -> np.ndarray: ...

@@ -124,7 +124,10 @@ def test_days_another_evaluation_ran_can_be_left_out(tmp_path, capsys):
     assert main([path, "--policies", "sac@quality-first", "--exclude-days-of", str(other)]) == 0
     out = capsys.readouterr().out
     assert "paired on 4 episodes (2 held-out days x arrival seeds)" in out
-    assert "left out: 2 day(s)" in out
+    assert (
+        "left out: 1 held-out day(s) named by --exclude-days-of (it names 2; the others were not evaluated here)"
+        in out
+    )
     per_run = [np.mean(GAINS["sac"][s][2:]) for s in range(3)]
     assert line(out, "over runs:").startswith(f"over runs: {paired_text(per_run, 'runs')}")
     (other / "config.json").write_text(json.dumps({"days": list(DAYS)}))
@@ -133,6 +136,8 @@ def test_days_another_evaluation_ran_can_be_left_out(tmp_path, capsys):
     (other / "config.json").write_text("{}")
     assert main([path, "--exclude-days-of", str(other)]) == 2
     assert "not an evaluation's config" in capsys.readouterr().err
+    assert main([path, "--exclude-days-of", str(other / "config.json")]) == 2  # a file, not a folder
+    assert "config.json/config.json: not found" in capsys.readouterr().err
     assert main([path, "--exclude-days-of", str(tmp_path / "nowhere")]) == 2
     assert "config.json: not found" in capsys.readouterr().err
 

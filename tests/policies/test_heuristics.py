@@ -249,6 +249,12 @@ def test_fill_pairs_takes_the_best_pairs_first_within_what_each_side_has():
     # 0 -> 1 first (5 images, all of 1's room), then 0 -> 2 (3, 2's room), then 1 -> 0 (1, 0's room)
     assert np.allclose(moved, [[0, 5, 3], [1, 0, 0], [0, 0, 0]])
     assert np.allclose(fill_pairs(gain, new, np.zeros(3), new), 0.0)  # no room: nothing moves
+    # a site cannot give more than its new images, nor one with none (no division by zero)
+    keen = gain.copy()
+    keen[2, 0] = 3.0  # site 2 would gain by giving, but has nothing new
+    with np.errstate(divide="raise", invalid="raise"):
+        much = fill_pairs(keen, give=np.array([50.0, 0.0, 9.0]), spare=np.full(3, 100.0), new=new)
+    assert np.allclose(much * new[:, None], [[0, 10, 0], [0, 0, 0], [0, 0, 0]])
 
 
 def test_unknown_heuristic_is_a_clear_error():
