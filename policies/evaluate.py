@@ -403,6 +403,18 @@ def _save_png(fig, path: Path) -> None:
     write_bytes_atomic(path, buf.getvalue())
 
 
+def utility_per_episode(frame: pd.DataFrame, currency: str) -> tuple[pd.Series, str]:
+    """What ``plot_utility`` shows: each policy's utility per (day, seed) episode, a learner's runs averaged, as %
+    of the oracle bound where every policy's episodes have it (the oracle itself left out: 100 % by definition),
+    else in money per day (``--no-bound``); and its axis label."""
+    pct = "utility_pct_of_bound"
+    others = frame[frame["policy"] != "oracle"]
+    with_bound = not others.empty and others[pct].notna().all()
+    shown, col = (others, pct) if with_bound else (frame, "utility")
+    label = "utility (% of the oracle bound)" if with_bound else f"utility per day ({currency})"
+    return shown.groupby(["policy", "day", "seed"], sort=False)[col].mean(), label
+
+
 def plot_utility(frame: pd.DataFrame, path: Path, currency: str) -> None:
     """Each policy's utility as % of the oracle bound where the bound was solved (else in money per day): its
     mean over the episodes with a 95% interval (left; a learner's runs averaged per episode first) and every
@@ -412,15 +424,9 @@ def plot_utility(frame: pd.DataFrame, path: Path, currency: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pct = "utility_pct_of_bound"
-    others = frame[frame["policy"] != "oracle"]  # the bound itself is 100 % by definition
-    with_bound = not others.empty and others[pct].notna().all()
-    shown, col = (others, pct) if with_bound else (frame, "utility")
-    label = "utility (% of the oracle bound)" if with_bound else f"utility per day ({currency})"
-    episode = ["day", "seed"]
-    per_episode = shown.groupby(["policy", *episode], sort=False)[col].mean()
-    arrived = frame.groupby(episode)["arrived"].mean()
-    names = list(dict.fromkeys(shown["policy"]))
+    per_episode, label = utility_per_episode(frame, currency)
+    arrived = frame.groupby(["day", "seed"])["arrived"].mean()
+    names = list(dict.fromkeys(per_episode.index.get_level_values("policy")))
     fig, (left, right) = plt.subplots(
         1, 2, figsize=(max(10, 0.8 * len(names) + 6), 4.2), gridspec_kw={"width_ratios": [1, 1.4]}
     )

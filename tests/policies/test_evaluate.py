@@ -9,7 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from policies.evaluate import COLUMNS, EvaluateError, arrival_seed, main, mean_ci, plot_utility
+from policies.evaluate import (
+    COLUMNS,
+    EvaluateError,
+    arrival_seed,
+    main,
+    mean_ci,
+    plot_utility,
+    utility_per_episode,
+)
 from policies.oracle import oracle_bound
 from twin.env import AIGCTwinEnv
 
@@ -59,9 +67,18 @@ def test_writes_csv_summary_plots_config_and_scenario(evaluated):
 
 
 def test_utility_plot_with_and_without_the_bound(evaluated, tmp_path):
-    """As % of the bound where it was solved, in money per day where it was not (``--no-bound``)."""
+    """As % of the bound where it was solved (the oracle left out), in money per day where it was not."""
     frame = pd.read_csv(evaluated / "results.csv")
     unbound = frame[frame["policy"] != "oracle"].assign(utility_pct_of_bound=np.nan)
+    shown, label = utility_per_episode(frame, "EUR")
+    assert label == "utility (% of the oracle bound)" and "oracle" not in shown.index.get_level_values(
+        "policy"
+    )
+    pg = frame[frame["policy"] == "price-greedy"].set_index(["day", "seed"])["utility_pct_of_bound"]
+    assert np.allclose(shown.loc["price-greedy"].to_numpy(), pg.to_numpy())
+    shown, label = utility_per_episode(unbound, "EUR")
+    assert label == "utility per day (EUR)"
+    assert np.allclose(shown.to_numpy(), unbound["utility"].to_numpy())
     for name, data in (("bound.png", frame), ("unbound.png", unbound)):
         plot_utility(data, tmp_path / name, "EUR")
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
