@@ -201,9 +201,9 @@ class Overflow(QualityFirst):
     ``TRANSFER_FILL`` of their capacity), wherever an image earns more there than at the step count the origin
     would have to fall to: the origin's price times the delivered quality, less the minimum-quality penalty (per
     job, so over the mean images per job) where the quality is below the minimum, less the transfer cost; the
-    best pairs first. Every site then takes
-    quality-first's step count for the load it keeps plus the load it receives; the battery is price-greedy's.
-    Last slot's arrivals predict this slot's, as for best-site. Where no site overflows it is quality-first."""
+    best pairs first. Every site then takes quality-first's step count for the load it keeps plus the load it
+    receives; the battery is price-greedy's. Last slot's arrivals predict this slot's, as for best-site. Where no
+    site overflows it is quality-first."""
 
     name = "overflow"
 
