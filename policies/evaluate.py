@@ -472,12 +472,52 @@ def plot_cumulative(curves: dict, path: Path, day: str, currency: str, slot_s: f
 
 # --- driver ------------------------------------------------------------------------------------------------
 
+_WORKER: dict = {}  # a pool worker's own twin and policies (``_start_worker``)
 
-def evaluate(cfg: EvalConfig, env=None, progress: bool = True) -> Path:
+
+def _start_worker(cfg: EvalConfig, sc: Scenario) -> None:
+    from policies.workers import init_worker
+    from twin.env import AIGCTwinEnv
+
+    init_worker()
+    _WORKER.update(
+        cfg=cfg, env=AIGCTwinEnv(sc), policies=build_policies(cfg.policies, sc, cfg.oracle_time_limit_s)
+    )
+
+
+def _episode_in_worker(day: str, seed: int) -> tuple[list[dict], dict, list[dict]]:
+    curves: dict = {}
+    lp_log: list[dict] = []
+    rows = episode_rows(_WORKER["env"], _WORKER["policies"], day, seed, _WORKER["cfg"], curves, lp_log)
+    return rows, curves, lp_log
+
+
+def episodes_in_pool(cfg: EvalConfig, sc: Scenario, episodes: list, workers: int, bar) -> list[tuple]:
+    """``episode_rows`` of every (day, seed) in a pool of ``workers`` processes: (rows, curves, LP log) per
+    episode, in the order of ``episodes`` (the order in which they finish moves only the bar)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    done: list = [None] * len(episodes)
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(workers, ctx, initializer=_start_worker, initargs=(cfg, sc)) as pool:
+        futures = {pool.submit(_episode_in_worker, d, s): i for i, (d, s) in enumerate(episodes)}
+        for fut in as_completed(futures):
+            done[futures[fut]] = fut.result()
+            bar.update(1)
+    return done
+
+
+def evaluate(cfg: EvalConfig, env=None, progress: bool = True, workers: int = 1) -> Path:
     """Run every policy on every (day, seed); write results.csv, summary.md, plots, config and scenario.
-    ``env`` (optional) is an ``AIGCTwinEnv`` to use instead of building one from ``cfg.scenario``."""
+    ``env`` (optional) is an ``AIGCTwinEnv`` to use instead of building one from ``cfg.scenario``; ``workers`` > 1
+    runs the episodes in that many processes, each with a twin and policies of its own (the rows are the same)."""
     if not cfg.seeds:
         raise EvaluateError("--seeds must name at least one seed")
+    if workers < 1:
+        raise EvaluateError(f"--workers must be >= 1, got {workers}")
+    if workers > 1 and env is not None:
+        raise EvaluateError("workers > 1 build their twins from the scenario: pass no env")
     from twin.env import AIGCTwinEnv
     from twin.scenario import load_scenario
 
@@ -490,8 +530,17 @@ def evaluate(cfg: EvalConfig, env=None, progress: bool = True) -> Path:
     out = Path(cfg.out or f"results/eval_{sc.name}")
     rows, curves, lp_log = [], {}, []
     episodes = [(d, s) for d in cfg.days for s in cfg.seeds]
-    for day, seed in tqdm(episodes, desc="evaluate", unit="episode", disable=not progress):
-        rows.extend(episode_rows(env, policies, day, seed, cfg, curves, lp_log))
+    bar = tqdm(total=len(episodes), desc="evaluate", unit="episode", disable=not progress)
+    if workers > 1 and len(episodes) > 1:
+        for done in episodes_in_pool(cfg, sc, episodes, workers, bar):
+            rows += done[0]
+            curves.update(done[1])
+            lp_log += done[2]
+    else:
+        for day, seed in episodes:
+            rows.extend(episode_rows(env, policies, day, seed, cfg, curves, lp_log))
+            bar.update(1)
+    bar.close()
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     write_csv_atomic(out / "results.csv", frame)
     if lp_log:  # wall-clock numbers of this machine: kept apart from the results
@@ -525,11 +574,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default results/eval_<scenario>)")
     p.add_argument("--no-bound", action="store_true", help="skip the oracle LP unless 'oracle' is a policy")
     p.add_argument("--oracle-time-limit", type=float, default=None, help="HiGHS time limit per LP, seconds")
+    p.add_argument(
+        "--workers", type=int, default=1, help="processes running episodes side by side (default 1)"
+    )
     return p
 
 
 def parse_config(argv: list[str] | None = None) -> EvalConfig:
-    ns = build_parser().parse_args(argv)
+    return config_from(build_parser().parse_args(argv))
+
+
+def config_from(ns: argparse.Namespace) -> EvalConfig:
     try:
         seeds = [int(s) for s in ns.seeds.split(",") if s.strip()]
     except ValueError:
@@ -563,7 +618,8 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        out = evaluate(parse_config(argv))
+        ns = build_parser().parse_args(argv)
+        out = evaluate(config_from(ns), workers=ns.workers)
     except _user_errors() as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

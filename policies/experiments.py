@@ -12,9 +12,7 @@ import dataclasses
 import hashlib
 import json
 import multiprocessing as mp
-import os
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -39,6 +37,7 @@ from policies.experiment_settings import (
     budget,
 )
 from policies.policy import spread
+from policies.workers import init_worker
 from traces.atomic import write_csv_atomic, write_json_atomic
 from traces.revision import code_revision
 
@@ -231,22 +230,6 @@ def plan(studies: Iterable[str], b: Budget, days: tuple[int, ...], day_seeds: tu
 
 
 # --- workers (run in the process pool) -----------------------------------------------------------------------
-
-
-def init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-    threading.Thread(target=exit_with_parent, args=(os.getppid(),), daemon=True).start()
-
-
-def exit_with_parent(parent: int, every_s: float = 0.5) -> None:
-    """Ends this worker once the driver that started it is gone (stopped by any signal, SIGKILL included), so a
-    stopped experiment leaves no worker training into folders a relaunch will use; its runs resume from their
-    last checkpoint (every file is written atomically)."""
-    while os.getppid() == parent:
-        time.sleep(every_s)
-    os._exit(1)
 
 
 def run_train(job: TrainJob, root: Path) -> dict[str, Any]:

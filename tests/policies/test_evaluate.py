@@ -84,6 +84,18 @@ def test_utility_plot_with_and_without_the_bound(evaluated, tmp_path):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_workers_give_the_same_rows(evaluated, tmp_path, capsys):
+    """Episodes run in a pool of processes (each with its own twin and policies) give the serial rows, in order."""
+    out = tmp_path / "pooled"
+    args = ["--scenario", "tiny", "--days", "1", "--seeds", "0,1", "--out", str(out)]
+    policies = ["--policies", "production-default,price-greedy,least-loaded,oracle"]
+    assert main([*args, *policies, "--workers", "2"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), pd.read_csv(evaluated / "results.csv"))
+    assert (out / "cumulative_utility.png").is_file() and len(pd.read_csv(out / "oracle_lp.csv")) == 2
+    assert main([*args, *policies, "--workers", "0"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: --workers must be >= 1, got 0"
+
+
 def test_rows_add_up_and_the_bound_dominates(evaluated):
     frame = pd.read_csv(evaluated / "results.csv")
     terms = frame["revenue"] - frame["penalty"] - frame["energy_cost"] - frame["transfer_cost"]

@@ -13,7 +13,7 @@ DRIVER = """
 import sys, time
 from concurrent.futures import ProcessPoolExecutor
 import multiprocessing as mp
-from policies.experiments import init_worker
+from policies.workers import init_worker
 
 def work(path):
     import os, time
