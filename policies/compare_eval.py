@@ -104,13 +104,17 @@ def shared_arrivals(frame: pd.DataFrame, baseline: str) -> dict[str, str]:
     return {day: first.setdefault(key, day) for day, key in keys.items()}
 
 
+def is_heuristic(diffs: pd.DataFrame) -> bool:
+    """A heuristic's rows name no run (``differences`` refuses a policy that mixes the two)."""
+    return bool((diffs["run"] == "").all())
+
+
 def policy_lines(
     policy: str, diffs: pd.DataFrame, bound: float | None, baseline: str, same: dict
 ) -> list[str]:
     per_day = diffs.groupby("day")["diff"].mean()
     lines = [f"{policy} − {baseline} (EUR/day):"]
-    heuristic = (diffs["run"] == "").all()  # one deterministic episode each: the spread is the episodes'
-    if heuristic:
+    if is_heuristic(diffs):  # one deterministic episode each: the spread is the episodes'
         per, unit = diffs["diff"], "episodes"
     else:
         per, unit = diffs.groupby("run")["diff"].mean(), "runs"
@@ -200,8 +204,8 @@ def compare(
     diffs = {policy: differences(frame, policy, base) for policy in chosen}
     for policy in chosen:
         lines += policy_lines(policy, diffs[policy], bound, baseline, same)
-    learners_only = all((diffs[p]["run"] != "").all() for p in chosen)  # a heuristic has no training seed
-    if len(chosen) == 2 and learners_only:
+    # two learners pair by training seed; a heuristic has none
+    if len(chosen) == 2 and not any(is_heuristic(diffs[p]) for p in chosen):
         a, b = (by_seed(diffs[p]) for p in chosen)
         if a is None or b is None:
             lines.append(f"{chosen[0]} − {chosen[1]}: not paired by seed (run names without __sN__)")

@@ -476,10 +476,8 @@ _WORKER: dict = {}  # a pool worker's own twin and policies (``_start_worker``)
 
 
 def _start_worker(cfg: EvalConfig, sc: Scenario) -> None:
-    from policies.workers import init_worker
     from twin.env import AIGCTwinEnv
 
-    init_worker()
     _WORKER.update(
         cfg=cfg, env=AIGCTwinEnv(sc), policies=build_policies(cfg.policies, sc, cfg.oracle_time_limit_s)
     )
@@ -495,12 +493,12 @@ def _episode_in_worker(day: str, seed: int) -> tuple[list[dict], dict, list[dict
 def episodes_in_pool(cfg: EvalConfig, sc: Scenario, episodes: list, workers: int, bar) -> list[tuple]:
     """``episode_rows`` of every (day, seed) in a pool of ``workers`` processes: (rows, curves, LP log) per
     episode, in the order of ``episodes`` (the order in which they finish moves only the bar)."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
+
+    from policies.workers import spawn_pool
 
     done: list = [None] * len(episodes)
-    ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(workers, ctx, initializer=_start_worker, initargs=(cfg, sc)) as pool:
+    with spawn_pool(workers, _start_worker, (cfg, sc)) as pool:
         futures = {pool.submit(_episode_in_worker, d, s): i for i, (d, s) in enumerate(episodes)}
         for fut in as_completed(futures):
             done[futures[fut]] = fut.result()

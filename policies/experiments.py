@@ -11,11 +11,10 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import multiprocessing as mp
 import sys
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from policies.experiment_settings import (
     budget,
 )
 from policies.policy import spread
-from policies.workers import init_worker
+from policies.workers import spawn_pool
 from traces.atomic import write_csv_atomic, write_json_atomic
 from traces.revision import code_revision
 
@@ -343,8 +342,7 @@ def run_all(fn: Callable, jobs: list, root: Path, workers: int, desc: str, progr
             failures += _guard(lambda j=job: fn(j, root), job)
             bar.update(1)
     else:
-        ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker) as pool:
+        with spawn_pool(workers) as pool:
             futures = {pool.submit(fn, job, root): job for job in jobs}
             for fut in as_completed(futures):
                 failures += _guard(fut.result, futures[fut])

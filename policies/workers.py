@@ -3,9 +3,24 @@ torch, spreads the work over the cores), and each ends with the process that sta
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+
+
+def spawn_pool(workers: int, setup: Callable | None = None, args: tuple = ()) -> ProcessPoolExecutor:
+    """A pool of ``workers`` fresh (spawned) processes, each started by ``init_worker`` and then ``setup(*args)``
+    (e.g. building the state its jobs share)."""
+    return ProcessPoolExecutor(workers, mp.get_context("spawn"), initializer=_start, initargs=(setup, args))
+
+
+def _start(setup: Callable | None, args: tuple) -> None:
+    init_worker()
+    if setup is not None:
+        setup(*args)
 
 
 def init_worker() -> None:
