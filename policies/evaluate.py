@@ -164,7 +164,8 @@ def load_trained(path: str | Path, scenario: str | Scenario) -> TrainedPolicy:
 def run_policy(run, cfg: dict, name: str | None = None) -> TrainedPolicy:
     """The policy ``run`` (a ``RunDir`` whose config is ``cfg``) is evaluated by: the model of
     ``RunDir.policy_model`` with the run's residual base, if any, named ``name`` (default ``algo+shaping``, and
-    ``algo+shaping@base`` for a residual run, e.g. ``sac+none@price-greedy``, so it never merges with a plain run).
+    ``algo+shaping@base`` for a residual run, e.g. ``sac+none@price-greedy`` (``@overflow/overload`` with a gate), so it
+    never merges with a plain run).
     RunDirError when the run has no such model; EvaluateError for a config it cannot load."""
     model_zip, step = run.policy_model()
     return load_policy(run, cfg, model_zip, step, name)
@@ -184,7 +185,7 @@ def load_policy(run, cfg: dict, model_zip: Path, step: int, name: str | None = N
         raise EvaluateError(f"{run.path}: {exc}") from None
     model = ALGOS[algo].load(model_zip, device="cpu", custom_objects={"buffer_size": 1})
     if name is None:
-        name = f"{algo}+{cfg.get('shaping')}" + (f"@{residual.base_name}" if residual else "")
+        name = f"{algo}+{cfg.get('shaping')}" + (f"@{residual.label}" if residual else "")
     return TrainedPolicy(model, name, run=run.path.name, step=step, residual=residual)
 
 

@@ -7,7 +7,14 @@ find what the heuristic misses (Silver et al. 2018, "Residual Policy Learning"; 
 still explores as SAC does (uniform corrections before ``learning_starts``, then a wide Gaussian), so at scale 1
 the actions tried early span most of the box. ``Residual`` is the one place that does this: ``ResidualEnv`` wraps
 the training env with it, and ``policies.evaluate.TrainedPolicy`` applies it when a residual run is evaluated on
-the plain twin (as every other policy is)."""
+the plain twin (as every other policy is).
+
+With a gate (``residual_gate="overload"``) the correction acts only where a site is near its capacity: each action
+dimension's correction is multiplied by its site's gate g in [0, 1] (a transfer's by its origin's), 0 while the
+site's offered load is below ``GATE_FROM`` of what its pool serves at the saturating step count, rising linearly
+to 1 at that capacity; the learner sees the sites' gates after the heuristic's action. Under a daily settlement a
+learned correction tends to be one shift at every slot (``policies.action_probe``); gated, the same shift acts
+only in loaded slots, where a rule such as overflow leaves its gap to the oracle."""
 
 from __future__ import annotations
 
@@ -17,10 +24,20 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from policies.heuristics import HEURISTICS, make_heuristic
+from policies.heuristics import (
+    HEURISTICS,
+    make_heuristic,
+    offered_load,
+    relative_capacity,
+    saturation_index,
+)
 
 #: The default scale of the learner's correction (``policies.train``'s ``--residual-scale``).
 RESIDUAL_SCALE = 1.0
+#: The gates a residual correction can have ("": none, the correction acts everywhere).
+GATES = ("", "overload")
+#: Assumed: the share of a site's capacity (at the saturating step count) above which the overload gate opens.
+GATE_FROM = 0.8
 
 
 class ResidualError(ValueError):
@@ -31,44 +48,81 @@ class Residual:
     """One base heuristic and the scale of the learner's correction; holds the heuristic's episode state, so
     every env (and every evaluated policy) needs its own, ``reset`` after each ``env.reset``."""
 
-    def __init__(self, base: str, scale: float):
+    def __init__(self, base: str, scale: float, gate: str = ""):
         if base not in HEURISTICS:
             raise ResidualError(f"unknown residual base {base!r} (known: {', '.join(HEURISTICS)})")
         if not np.isfinite(scale) or scale <= 0:
             raise ResidualError(f"residual scale must be > 0, got {scale}")
-        self.base_name, self.scale = base, float(scale)
+        if gate not in GATES:
+            raise ResidualError(f"unknown residual gate {gate!r} (known: {', '.join(g for g in GATES if g)})")
+        self.base_name, self.scale, self.gate = base, float(scale), gate
         self.base = make_heuristic(base)
+        self._gate: np.ndarray | None = None  # per action dimension, from the last view
+
+    @property
+    def label(self) -> str:
+        """The base heuristic, and the gate where there is one (``overflow`` or ``overflow/overload``)."""
+        return self.base_name + (f"/{self.gate}" if self.gate else "")
 
     def reset(self, env) -> None:
         self.base.reset(env)
+        if self.gate:
+            u = env.unwrapped
+            self.n_dc = u.n_dc
+            self.capacity = relative_capacity(env)[np.arange(u.n_dc), saturation_index(env)]  # (N,)
+            origin = np.repeat(np.arange(u.n_dc), u.n_dc - 1)  # the transfer pairs' origins, as encode_action
+            self.site_of = np.concatenate([origin, np.arange(u.n_dc), np.arange(u.n_dc)])
+        self._gate = None
+
+    def site_gates(self, obs: np.ndarray) -> np.ndarray:
+        """(N,) the overload gate per site for an observation: 0 up to ``GATE_FROM`` of its capacity at the
+        saturating step count, 1 from that capacity on, linear between."""
+        load = offered_load(obs, self.n_dc) / self.capacity
+        return np.clip((load - GATE_FROM) / (1.0 - GATE_FROM), 0.0, 1.0).astype(np.float32)
 
     def view(self, obs: np.ndarray, env) -> tuple[np.ndarray, np.ndarray]:
         """The heuristic's action for this slot and what the learner sees: the twin's observation with that
-        action appended. Call it once per observation: a heuristic may count slots (price-greedy does). The
-        training env also calls it on the observation after the day's last slot (the learner's next state),
-        which the heuristics answer as for the last slot."""
+        action appended (and the sites' gates, with a gate). Call it once per observation, before ``action``:
+        a heuristic may count slots (price-greedy does), and the gate of the last view is the one ``action``
+        applies. The training env also calls it on the observation after the day's last slot (the learner's
+        next state), which the heuristics answer as for the last slot."""
         base = np.asarray(self.base.act(obs, env), dtype=np.float32)
-        seen = np.concatenate([np.asarray(obs, dtype=np.float32).reshape(-1), base]).astype(np.float32)
-        return base, seen
+        parts = [np.asarray(obs, dtype=np.float32).reshape(-1), base]
+        if self.gate:
+            sites = self.site_gates(obs)
+            self._gate = sites[self.site_of]
+            parts.append(sites)
+        return base, np.concatenate(parts).astype(np.float32)
 
     def action(self, base_action: np.ndarray, residual: np.ndarray) -> np.ndarray:
-        """The twin's action: the heuristic's plus the scaled correction, clipped to the action box."""
-        out = base_action + self.scale * np.asarray(residual, dtype=np.float32).reshape(base_action.shape)
-        return np.clip(out, -1.0, 1.0).astype(np.float32)
+        """The twin's action: the heuristic's plus the scaled (and gated) correction, clipped to the box."""
+        correction = self.scale * np.asarray(residual, dtype=np.float32).reshape(base_action.shape)
+        if self.gate:
+            if self._gate is None:
+                raise ResidualError("a gated correction needs a view of the slot first")
+            correction = correction * self._gate
+        return np.clip(base_action + correction, -1.0, 1.0).astype(np.float32)
 
     def observation_space(self, env: gym.Env) -> spaces.Box:
-        """The learner's observation space: the twin's, then the action box's bounds."""
+        """The learner's observation space: the twin's, then the action box's bounds (then the gates' [0, 1])."""
         obs, act = env.observation_space, env.action_space
-        low = np.concatenate([np.asarray(obs.low).reshape(-1), np.asarray(act.low)]).astype(np.float32)
-        high = np.concatenate([np.asarray(obs.high).reshape(-1), np.asarray(act.high)]).astype(np.float32)
-        return spaces.Box(low, high, dtype=np.float32)
+        n = env.unwrapped.n_dc if self.gate else 0
+        low = [np.asarray(obs.low).reshape(-1), np.asarray(act.low), np.zeros(n)]
+        high = [np.asarray(obs.high).reshape(-1), np.asarray(act.high), np.ones(n)]
+        return spaces.Box(
+            np.concatenate(low).astype(np.float32), np.concatenate(high).astype(np.float32), dtype=np.float32
+        )
 
 
 def residual_from(config: dict[str, Any]) -> Residual | None:
     """The residual of a run's settings (``policies.train.Args`` as a dict, e.g. a run's config.json); None
     when it has none (runs made before the setting existed included)."""
     base = config.get("residual") or ""
-    return Residual(base, float(config.get("residual_scale", RESIDUAL_SCALE))) if base else None
+    if not base:
+        return None
+    return Residual(
+        base, float(config.get("residual_scale", RESIDUAL_SCALE)), config.get("residual_gate") or ""
+    )
 
 
 def check_twin(env: gym.Env) -> None:

@@ -118,6 +118,9 @@ class Args(AgentConfig):
     a policies.heuristics name (price-greedy, quality-first, ...); empty: none"""
     residual_scale: float = RESIDUAL_SCALE
     """with --residual: the twin's action is clip(heuristic's + residual_scale * learner's, -1, 1)"""
+    residual_gate: str = ""
+    """with --residual: "overload" multiplies each site's correction by a gate that opens as the site nears its
+    capacity (policies.residual); empty: the correction acts everywhere"""
 
     def agent_config(self) -> AgentConfig:
         return AgentConfig(**{f.name: getattr(self, f.name) for f in fields(AgentConfig)})
@@ -153,6 +156,8 @@ class Args(AgentConfig):
             raise TrainError(f"--residual: {exc}") from None
         if not self.residual and self.residual_scale != RESIDUAL_SCALE:
             raise TrainError("--residual-scale needs --residual (the heuristic it scales corrections to)")
+        if not self.residual and self.residual_gate:
+            raise TrainError("--residual-gate needs --residual (the heuristic whose corrections it gates)")
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -423,6 +428,7 @@ class ProgressCallback(BaseCallback):
 
 FIXED_ON_RESUME = (
     "algo", "shaping", "scenario", "seed", "env_id", "reward_mode", "settle_every", "residual", "residual_scale",
+    "residual_gate",
 )  # fmt: skip
 
 

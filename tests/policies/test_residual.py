@@ -176,3 +176,67 @@ def test_a_run_saved_before_the_setting_resumes_with_its_default(tmp_path):
         resolve_args(
             Args(scenario="tiny", run_dir=str(run), resume=True, residual="price-greedy"), {"residual"}
         )
+
+
+def loaded_obs(env, load: np.ndarray) -> np.ndarray:
+    """A zero observation in which each site's offered load (queued, relative to ``capacity_ref``) is ``load``."""
+    from twin.env import OBS_PER_DC, obs_index
+
+    obs = np.zeros(env.observation_space.shape, dtype=np.float32)
+    obs[obs_index("queued") + OBS_PER_DC * np.arange(len(load))] = load
+    return obs
+
+
+def test_the_overload_gate_opens_with_a_sites_load_and_gates_its_own_dimensions():
+    env = tiny()
+    env.reset(seed=0)
+    u = env.unwrapped
+    r = Residual("quality-first", 1.0, "overload")
+    r.reset(env)
+    cap = r.capacity  # each site's capacity at the saturating step count, relative to capacity_ref
+    assert cap.shape == (u.n_dc,) and np.all(cap > 0)
+    shares = np.array([0.5, 0.9, 1.2] + [0.0] * (u.n_dc - 3))[: u.n_dc]
+    np.testing.assert_allclose(r.site_gates(loaded_obs(env, shares * cap)), np.clip((shares - 0.8) / 0.2, 0, 1),
+                               atol=1e-6)  # fmt: skip
+    # only the loaded site's dimensions move: its transfers out, its step count, its battery
+    load = np.zeros(u.n_dc)
+    load[0] = 2.0 * cap[0]
+    obs = loaded_obs(env, load)
+    base, seen = r.view(obs, env)
+    assert seen.shape == r.observation_space(env).shape
+    assert seen[-u.n_dc :].tolist() == [1.0] + [0.0] * (u.n_dc - 1)  # the learner sees the gates
+    acted = r.action(base, -np.ones(env.action_space.shape))
+    own = [u.action_index("steps", 0), u.action_index("battery", 0), *range(u.n_dc - 1)]
+    changed = np.flatnonzero(acted != base)
+    assert set(changed) <= set(own) and u.action_index("steps", 0) in changed
+    moved = acted != np.clip(base - 1.0, -1, 1)
+    assert not moved[own].any()  # where it acts, it acts in full
+
+
+def test_a_gate_that_never_opens_is_the_heuristic_itself():
+    """On the tiny scenario no GPU pool is near its capacity (3-8 % busy at the peak): a gated correction,
+    however large, leaves the heuristic's actions, and the learner sees closed gates."""
+    env = tiny()
+    day = int(env.unwrapped.eval_days[0])
+    plain = run_episode(env, make_heuristic("overflow"), day=day, seed=3)
+    full = Constant(np.ones(env.action_space.shape))
+    policy = TrainedPolicy(full, "gated", run="", residual=Residual("overflow", 1.0, "overload"))
+    assert run_episode(env, policy, day=day, seed=3).totals == plain.totals
+    assert all(np.all(seen[-env.unwrapped.n_dc :] == 0) for seen in full.seen)
+
+
+def test_bad_gate_settings_are_one_line_errors(tmp_path, capsys):
+    with pytest.raises(ResidualError, match="unknown residual gate 'load' \\(known: overload\\)"):
+        Residual("overflow", 1.0, "load")
+    with pytest.raises(ResidualError, match="needs a view of the slot first"):
+        Residual("overflow", 1.0, "overload").action(np.zeros(3, dtype=np.float32), np.zeros(3))
+    base = ["--no-progress", "--no-tensorboard", "--run-dir"]
+    assert main(["--residual-gate", "overload", *base, str(tmp_path / "a")]) == 2
+    assert (
+        capsys.readouterr().err
+        == "error: --residual-gate needs --residual (the heuristic whose corrections it gates)\n"
+    )
+    assert main(["--residual", "overflow", "--residual-gate", "x", *base, str(tmp_path / "b")]) == 2
+    assert capsys.readouterr().err.startswith("error: --residual: unknown residual gate 'x'")
+    assert residual_from({"residual": "overflow", "residual_gate": "overload"}).label == "overflow/overload"
+    assert residual_from({"residual": "overflow"}).label == "overflow"  # runs made before the gate
