@@ -14,6 +14,9 @@ name a ``run``) this prints, in EUR/day and in points of the mean oracle bound w
 
 Use it to re-evaluate a page's selected policies on more held-out days than its training evaluated (``--days``).
 ``--exclude-days-of EVAL_DIR`` leaves out the days another evaluation ran (e.g. the days a rule was designed on).
+``--also EVAL_DIR`` (repeatable) adds the trained runs of another evaluation of the same episodes (its baseline must
+have the same utility on every one, so both ran the same twin), e.g. to pair a variant's runs with runs evaluated
+earlier whose checkpoints are gone.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from policies.report import fmt, paired_text, seed_pairs
@@ -154,6 +158,33 @@ def oracle_bound(frame: pd.DataFrame, baseline: str) -> float | None:
     return float(values.mean()) if values.notna().all() else None
 
 
+def with_runs_of(frame: pd.DataFrame, others: list[Path], baseline: str) -> pd.DataFrame:
+    """``frame`` with the trained runs' rows of each evaluation in ``others``, which must have run the baseline on
+    the same episodes with the same utilities (the same twin); a learner may come from one evaluation only."""
+    base = baseline_utility(frame, baseline)
+    parts = [frame]
+    for other in others:
+        rows = load(other)
+        rows = rows[rows["day"].isin(set(frame["day"]))]  # days left out here stay out
+        theirs = baseline_utility(rows, baseline).reindex(base.index)
+        if theirs.isna().any():
+            raise CompareEvalError(
+                f"{other}: {baseline} did not run {int(theirs.isna().sum())} of the episodes here"
+            )
+        differ = ~np.isclose(theirs.to_numpy(), base.to_numpy(), rtol=1e-9, atol=1e-9)
+        if differ.any():
+            raise CompareEvalError(
+                f"{other}: {baseline}'s utility differs on {int(differ.sum())} of {len(base)} episodes "
+                f"(not the same twin or arrivals)"
+            )
+        runs = rows[rows["run"] != ""]
+        twice = sorted(set(runs["policy"]) & set(pd.concat(parts)["policy"]))
+        if twice:
+            raise CompareEvalError(f"{other}: {', '.join(twice)} evaluated in more than one folder")
+        parts.append(runs)
+    return pd.concat(parts, ignore_index=True)
+
+
 def days_of(folder: Path) -> list[str]:
     """The held-out days another ``policies.evaluate`` folder ran (its ``config.json``)."""
     path = folder / "config.json"
@@ -173,7 +204,11 @@ def days_of(folder: Path) -> list[str]:
 
 
 def compare(
-    folder: Path, baseline: str, policies: list[str] | None = None, exclude: list[str] | None = None
+    folder: Path,
+    baseline: str,
+    policies: list[str] | None = None,
+    exclude: list[str] | None = None,
+    also: list[Path] | None = None,
 ) -> list[str]:
     frame = load(folder)
     excluded = sorted(set(frame["day"]) & set(exclude or []))
@@ -182,6 +217,8 @@ def compare(
         if left.empty:
             raise CompareEvalError(f"{folder}: every held-out day is excluded")
         frame = left
+    if also:
+        frame = with_runs_of(frame, also, baseline)
     base = baseline_utility(frame, baseline)
     chosen = learners(frame) if policies is None else policies
     if not chosen:
@@ -232,11 +269,18 @@ def main(argv: list[str] | None = None) -> int:
         metavar="EVAL_DIR",
         help="leave out the held-out days another policies.evaluate folder ran (e.g. days a rule was tuned on)",
     )
+    parser.add_argument(
+        "--also",
+        type=Path,
+        action="append",
+        metavar="EVAL_DIR",
+        help="add the trained runs of another policies.evaluate folder that ran the same episodes (repeatable)",
+    )
     args = parser.parse_args(argv)
     chosen = None if args.policies is None else [p for p in args.policies.split(",") if p]
     try:
         exclude = days_of(args.exclude_days_of) if args.exclude_days_of else None
-        print("\n".join(compare(args.folder, args.baseline, chosen, exclude)))
+        print("\n".join(compare(args.folder, args.baseline, chosen, exclude, args.also)))
     except CompareEvalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -232,3 +232,29 @@ def test_paired_text_units():
     assert paired_text([1.0, 1.0], "days") == "1.00 on all days (no spread to test, n = 2 days)"
     assert paired_text([1.0, 1.0]) == "1.00 on every seed (no spread to test, n = 2 seeds)"
     assert paired_text([1.0], "runs").endswith("(not testable, n = 1 runs)")
+
+
+def test_runs_of_another_evaluation_of_the_same_episodes_join(tmp_path, capsys):
+    """Two evaluations of the same episodes, each with one learner: ``--also`` pairs them as if evaluated together,
+    and refuses evaluations whose baseline differs (another twin or other arrivals) or that repeat a learner."""
+    frame = pd.DataFrame(rows())
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir(), second.mkdir()
+    write(first, frame[frame.policy != "sac+linear@quality-first"])
+    write(second, frame[frame.policy != "sac@quality-first"])
+    assert (
+        main([str(first), "--also", str(second), "--policies", "sac+linear@quality-first,sac@quality-first"])
+        == 0
+    )
+    joined = capsys.readouterr().out
+    assert main([folder(tmp_path), "--policies", "sac+linear@quality-first,sac@quality-first"]) == 0
+    assert joined.split("\n", 1)[1] == capsys.readouterr().out.split("\n", 1)[1]  # all but the folder's name
+    assert main([str(first), "--also", str(first)]) == 2
+    assert "sac@quality-first evaluated in more than one folder" in capsys.readouterr().err
+    shifted = frame.assign(utility=frame.utility + np.where(frame.day == DAYS[1], 0.5, 0.0))
+    write(second, shifted[shifted.policy != "sac@quality-first"])
+    assert main([str(first), "--also", str(second)]) == 2
+    assert "quality-first's utility differs on 2 of 6 episodes" in capsys.readouterr().err
+    write(second, frame[(frame.policy != "sac@quality-first") & (frame.day != DAYS[0])])
+    assert main([str(first), "--also", str(second)]) == 2
+    assert "quality-first did not run 2 of the episodes here" in capsys.readouterr().err
