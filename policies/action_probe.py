@@ -10,7 +10,8 @@ Per run, checkpoint, held-out day (arrival seeds as ``policies.critic_probe`` us
 settled amount was spread over the period's slots):
 
 - ``own_mean`` and ``own_sd``: the mean and the standard deviation over the day's slots of the learner's own
-  output, in its [-1, 1] box;
+  output, in its [-1, 1] box (for a gated residual, before its gate: what the learner chose, which the twin gets
+  times the site's gate);
 - ``twin_sd``: the same spread of the action the twin got (for a residual learner, the base heuristic's action
   plus the scaled correction), and ``base_sd`` that of the heuristic's action alone (NaN without a base);
 - ``load_corr``: the correlation over the slots of the learner's output with the load, the images that arrived

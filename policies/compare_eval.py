@@ -165,8 +165,13 @@ def with_runs_of(frame: pd.DataFrame, others: list[Path], baseline: str) -> pd.D
     parts = [frame]
     for other in others:
         rows = load(other)
-        rows = rows[rows["day"].isin(set(frame["day"]))]  # days left out here stay out
-        theirs = baseline_utility(rows, baseline).reindex(base.index)
+        rows = rows[
+            pd.MultiIndex.from_frame(rows[EPISODE]).isin(base.index)
+        ]  # episodes not run here stay out
+        try:
+            theirs = baseline_utility(rows, baseline).reindex(base.index)
+        except CompareEvalError as exc:
+            raise CompareEvalError(f"{other}: {exc}") from None
         if theirs.isna().any():
             raise CompareEvalError(
                 f"{other}: {baseline} did not run {int(theirs.isna().sum())} of the episodes here"
@@ -178,6 +183,8 @@ def with_runs_of(frame: pd.DataFrame, others: list[Path], baseline: str) -> pd.D
                 f"(not the same twin or arrivals)"
             )
         runs = rows[rows["run"] != ""]
+        if runs.empty:
+            raise CompareEvalError(f"{other}: no trained runs on the episodes here")
         twice = sorted(set(runs["policy"]) & set(pd.concat(parts)["policy"]))
         if twice:
             raise CompareEvalError(f"{other}: {', '.join(twice)} evaluated in more than one folder")
@@ -228,7 +235,8 @@ def compare(
     bound = oracle_bound(frame, baseline)
     same = shared_arrivals(frame, baseline)
     days, episodes = base.index.get_level_values("day").nunique(), len(base)
-    lines = [f"{folder}: {', '.join(chosen)} against {baseline} ({fmt(float(base.mean()))} EUR/day), "
+    named = f"{folder} (with the runs of {', '.join(map(str, also))})" if also else str(folder)
+    lines = [f"{named}: {', '.join(chosen)} against {baseline} ({fmt(float(base.mean()))} EUR/day), "
              f"paired on {episodes} episodes ({days} held-out days x arrival seeds)"]  # fmt: skip
     if exclude:
         named = len(set(exclude))

@@ -193,11 +193,16 @@ def learner_action(
     target: np.ndarray,
 ) -> np.ndarray | None:
     """The learner's action (in its [-1, 1] box) that makes the twin take ``target`` where its own action ``own``
-    made it take ``twin_action``; None where no action in the box does (a residual correction out of range, or
-    one the clip to the twin's box swallows)."""
+    made it take ``twin_action``; None where no action in the box does (a residual correction out of range, one
+    the clip to the twin's box swallows, or one a closed gate stops). Call it after the policy's ``decide`` at
+    that state: a gated residual's gates are the last viewed slot's."""
     if policy.residual is None:
         return target.astype(np.float32)
-    wanted = own + (target - twin_action) / policy.residual.scale
+    gain = policy.residual.gain(own.size)  # the scale, times the site's gate with a gated residual
+    delta = (target - twin_action).astype(np.float64)
+    if np.any((gain == 0) & (np.abs(delta) > 1e-9)):
+        return None  # a closed gate: no output of the learner moves this dimension
+    wanted = own + np.divide(delta, gain, out=np.zeros_like(delta), where=gain > 0)
     if np.abs(wanted).max() > 1 + 1e-6 or not np.allclose(
         policy.residual.action(base, wanted), target, atol=1e-5
     ):

@@ -76,7 +76,9 @@ class Residual:
 
     def site_gates(self, obs: np.ndarray) -> np.ndarray:
         """(N,) the overload gate per site for an observation: 0 up to ``GATE_FROM`` of its capacity at the
-        saturating step count, 1 from that capacity on, linear between."""
+        saturating step count, 1 from that capacity on, linear between (after ``reset``)."""
+        if not self.gate:
+            raise ResidualError("site_gates of a residual without a gate")
         load = offered_load(obs, self.n_dc) / self.capacity
         return np.clip((load - GATE_FROM) / (1.0 - GATE_FROM), 0.0, 1.0).astype(np.float32)
 
@@ -94,14 +96,20 @@ class Residual:
             parts.append(sites)
         return base, np.concatenate(parts).astype(np.float32)
 
+    def gain(self, dims: int) -> np.ndarray:
+        """(dims,) what each dimension of the learner's output is multiplied by at the last viewed slot: the
+        scale, times the dimension's site's gate where there is a gate."""
+        gain = np.full(dims, self.scale, dtype=np.float32)
+        if not self.gate:
+            return gain
+        if self._gate is None:
+            raise ResidualError("a gated correction needs a view of the slot first")
+        return gain * self._gate
+
     def action(self, base_action: np.ndarray, residual: np.ndarray) -> np.ndarray:
         """The twin's action: the heuristic's plus the scaled (and gated) correction, clipped to the box."""
-        correction = self.scale * np.asarray(residual, dtype=np.float32).reshape(base_action.shape)
-        if self.gate:
-            if self._gate is None:
-                raise ResidualError("a gated correction needs a view of the slot first")
-            correction = correction * self._gate
-        return np.clip(base_action + correction, -1.0, 1.0).astype(np.float32)
+        correction = self.gain(base_action.size) * np.asarray(residual, dtype=np.float32).reshape(-1)
+        return np.clip(base_action + correction.reshape(base_action.shape), -1.0, 1.0).astype(np.float32)
 
     def observation_space(self, env: gym.Env) -> spaces.Box:
         """The learner's observation space: the twin's, then the action box's bounds (then the gates' [0, 1])."""

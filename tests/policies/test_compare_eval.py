@@ -258,3 +258,19 @@ def test_runs_of_another_evaluation_of_the_same_episodes_join(tmp_path, capsys):
     write(second, frame[(frame.policy != "sac@quality-first") & (frame.day != DAYS[0])])
     assert main([str(first), "--also", str(second)]) == 2
     assert "quality-first did not run 2 of the episodes here" in capsys.readouterr().err
+    # episodes the other evaluation ran beyond these (another arrival seed) stay out
+    extra = frame[frame.policy != "sac@quality-first"]
+    write(second, pd.concat([extra, extra.assign(seed=extra.seed + 100, utility=extra.utility - 50)]))
+    assert (
+        main([str(first), "--also", str(second), "--policies", "sac+linear@quality-first,sac@quality-first"])
+        == 0
+    )
+    assert capsys.readouterr().out.split("\n", 1)[1] == joined.split("\n", 1)[1]
+    write(second, frame[frame.policy == "oracle"])
+    assert main([str(first), "--also", str(second)]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"error: {second}: baseline 'quality-first' was not evaluated here"
+    )
+    write(second, frame[frame.run == ""])
+    assert main([str(first), "--also", str(second)]) == 2
+    assert f"{second}: no trained runs on the episodes here" in capsys.readouterr().err

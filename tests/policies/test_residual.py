@@ -194,10 +194,16 @@ def test_the_overload_gate_opens_with_a_sites_load_and_gates_its_own_dimensions(
     r = Residual("quality-first", 1.0, "overload")
     r.reset(env)
     cap = r.capacity  # each site's capacity at the saturating step count, relative to capacity_ref
-    assert cap.shape == (u.n_dc,) and np.all(cap > 0)
-    shares = np.array([0.5, 0.9, 1.2] + [0.0] * (u.n_dc - 3))[: u.n_dc]
-    np.testing.assert_allclose(r.site_gates(loaded_obs(env, shares * cap)), np.clip((shares - 0.8) / 0.2, 0, 1),
-                               atol=1e-6)  # fmt: skip
+    # it is the load quality-first serves at that count: a little more and the rule lowers its steps
+    rule = make_heuristic("quality-first")
+    rule.reset(env)
+    saturating = rule.levels[:, 2]
+    obs = loaded_obs(env, np.zeros(u.n_dc))
+    np.testing.assert_array_equal(rule.plan(obs, u, offered=0.999 * cap).steps_idx, saturating)
+    assert np.all(rule.plan(obs, u, offered=1.01 * cap).steps_idx < saturating)
+    for shares in (np.linspace(0.5, 0.9, u.n_dc), np.linspace(0.95, 1.2, u.n_dc)):
+        np.testing.assert_allclose(r.site_gates(loaded_obs(env, shares * cap)), np.clip((shares - 0.8) / 0.2, 0, 1),
+                                   atol=1e-6)  # fmt: skip
     # only the loaded site's dimensions move: its transfers out, its step count, its battery
     load = np.zeros(u.n_dc)
     load[0] = 2.0 * cap[0]
@@ -240,3 +246,52 @@ def test_bad_gate_settings_are_one_line_errors(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: --residual: unknown residual gate 'x'")
     assert residual_from({"residual": "overflow", "residual_gate": "overload"}).label == "overflow/overload"
     assert residual_from({"residual": "overflow"}).label == "overflow"  # runs made before the gate
+
+
+def test_the_critic_probe_reaches_a_move_through_a_half_open_gate():
+    """``critic_probe.learner_action`` inverts the gated correction: at a site whose gate is half open the learner
+    must move twice as far; where the gate is closed no output of it moves the twin."""
+    from policies.critic_probe import learner_action
+
+    env = tiny()
+    env.reset(seed=0)
+    u = env.unwrapped
+    r = Residual("quality-first", 1.0, "overload")
+    r.reset(env)
+    load = np.zeros(u.n_dc)
+    load[0] = 0.9 * r.capacity[0]  # gate 0.5 at site 0, closed elsewhere
+    own = np.full(env.action_space.shape, 0.1, dtype=np.float32)
+    policy = TrainedPolicy(Constant(own), "gated", run="", residual=r)
+    base, _, own, twin_action = policy.decide(loaded_obs(env, load), env)
+    battery = u.action_index("battery", 0)
+    target = twin_action.copy()
+    target[battery] = (
+        np.clip(twin_action[battery] + 0.1, -1, 1)
+        if twin_action[battery] < 0.9
+        else twin_action[battery] - 0.1
+    )
+    wanted = learner_action(policy, base, own, twin_action, target)
+    assert wanted is not None and wanted[battery] == pytest.approx(
+        own[battery] + 2 * (target - twin_action)[battery]
+    )
+    np.testing.assert_allclose(r.action(base, wanted), target, atol=1e-6)
+    closed = twin_action.copy()
+    closed[u.action_index("battery", 1)] += 0.05 if twin_action[u.action_index("battery", 1)] < 0.9 else -0.05
+    assert learner_action(policy, base, own, twin_action, closed) is None
+
+
+def test_a_gated_run_resumes_only_with_its_gate(tmp_path):
+    run = tmp_path / "old"
+    run.mkdir()
+    saved = asdict(Args(scenario="tiny", shaping="none", residual="overflow", run_dir=str(run)))
+    del saved["residual_gate"]  # saved before the gate existed: ungated
+    (run / "config.json").write_text(json.dumps(saved))
+    args, _ = resolve_args(Args(scenario="tiny", run_dir=str(run), resume=True), set())
+    assert (args.residual, args.residual_gate) == ("overflow", "")
+    with pytest.raises(TrainError, match=r"cannot resume with --residual-gate=overload: the run used $"):
+        resolve_args(
+            Args(
+                scenario="tiny", run_dir=str(run), resume=True, residual="overflow", residual_gate="overload"
+            ),
+            {"residual_gate"},
+        )
