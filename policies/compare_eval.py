@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from policies.report import fmt, paired_text, seed_pairs
+from policies.report import fmt, jobs_log_axis, mean_ci, paired_text, save_figure, seed_pairs
 
 EPISODE = ["day", "seed"]
 SEED = re.compile(r"__s(\d+)__")
@@ -192,6 +192,53 @@ def with_runs_of(frame: pd.DataFrame, others: list[Path], baseline: str) -> pd.D
     return pd.concat(parts, ignore_index=True)
 
 
+def plot_differences(
+    diffs: dict[str, pd.DataFrame], arrived: pd.Series | None, baseline: str, path: Path
+) -> Path:
+    """Each policy minus the baseline in EUR/day: per run (a heuristic: per episode) with the mean and its 95%
+    interval (left), and per episode, a learner's runs averaged, against the jobs that arrived in it (right, on a
+    symmetric log scale: a few episodes can differ by far more than the rest; only where ``arrived`` is known)."""
+    import matplotlib.pyplot as plt
+
+    names = list(diffs)
+    fig, axes = plt.subplots(
+        1, 2 if arrived is not None else 1, figsize=(11 if arrived is not None else 5, 4.2), squeeze=False
+    )
+    left = axes[0, 0]
+    for i, name in enumerate(names):
+        d = diffs[name]
+        per = d["diff"] if is_heuristic(d) else d.groupby("run")["diff"].mean()
+        mean, half, _ = mean_ci(per)
+        left.scatter(i + 0.3 * (np.arange(len(per)) / max(len(per) - 1, 1) - 0.5), per, s=10, alpha=0.5,
+                     color=f"C{i}")  # fmt: skip
+        left.errorbar(
+            [i + 0.3], [mean], yerr=[0.0 if np.isnan(half) else half], fmt="o", capsize=4, color=f"C{i}"
+        )
+        if arrived is not None:
+            episode = d.groupby(EPISODE)["diff"].mean()
+            axes[0, 1].scatter(
+                arrived.loc[episode.index], episode, s=12, alpha=0.6, color=f"C{i}", label=name
+            )
+    left.axhline(0.0, color="k", lw=0.8)
+    left.set_xticks(range(len(names)), names, rotation=20, ha="right")
+    left.set_ylabel(f"minus {baseline} (EUR/day)")
+    left.set_title("per run (dots), mean and 95% CI")
+    if arrived is not None:
+        right = axes[0, 1]
+        right.axhline(0.0, color="k", lw=0.8)
+        right.set_xscale("log")
+        right.set_yscale("symlog", linthresh=1.0)
+        jobs_log_axis(right.xaxis)
+        low, high = (min(right.dataLim.y0, -1.0), max(right.dataLim.y1, 1.0))  # every episode in view
+        right.set_ylim(1.5 * low, 1.5 * high)
+        right.set_xlabel("jobs arrived in the episode")
+        right.set_ylabel(f"minus {baseline} (EUR, symlog)")
+        right.set_title(f"each of {len(arrived)} episodes (runs averaged)")
+        right.legend(fontsize=7, markerscale=1.5)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def days_of(folder: Path) -> list[str]:
     """The held-out days another ``policies.evaluate`` folder ran (its ``config.json``)."""
     path = folder / "config.json"
@@ -216,6 +263,7 @@ def compare(
     policies: list[str] | None = None,
     exclude: list[str] | None = None,
     also: list[Path] | None = None,
+    png: Path | None = None,
 ) -> list[str]:
     frame = load(folder)
     excluded = sorted(set(frame["day"]) & set(exclude or []))
@@ -249,6 +297,9 @@ def compare(
     diffs = {policy: differences(frame, policy, base) for policy in chosen}
     for policy in chosen:
         lines += policy_lines(policy, diffs[policy], bound, baseline, same)
+    if png is not None:
+        arrived = frame.groupby(EPISODE)["arrived"].mean() if "arrived" in frame.columns else None
+        lines.append(f"figure: {plot_differences(diffs, arrived, baseline, png)}")
     # two learners pair by training seed; a heuristic has none
     if len(chosen) == 2 and not any(is_heuristic(diffs[p]) for p in chosen):
         a, b = (by_seed(diffs[p]) for p in chosen)
@@ -284,11 +335,17 @@ def main(argv: list[str] | None = None) -> int:
         metavar="EVAL_DIR",
         help="add the trained runs of another policies.evaluate folder that ran the same episodes (repeatable)",
     )
+    parser.add_argument(
+        "--png",
+        type=Path,
+        metavar="PATH",
+        help="also draw each policy minus the baseline, per run and per episode",
+    )
     args = parser.parse_args(argv)
     chosen = None if args.policies is None else [p for p in args.policies.split(",") if p]
     try:
         exclude = days_of(args.exclude_days_of) if args.exclude_days_of else None
-        print("\n".join(compare(args.folder, args.baseline, chosen, exclude, args.also)))
+        print("\n".join(compare(args.folder, args.baseline, chosen, exclude, args.also, args.png)))
     except CompareEvalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

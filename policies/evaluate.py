@@ -420,10 +420,9 @@ def plot_utility(frame: pd.DataFrame, path: Path, currency: str) -> None:
     """Each policy's utility as % of the oracle bound where the bound was solved (else in money per day): its
     mean over the episodes with a 95% interval (left; a learner's runs averaged per episode first) and every
     episode against the jobs that arrived in it (right), where the policies part ways as the load grows."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from policies.report import jobs_log_axis  # matplotlib (Agg) with it, only when drawing
 
     per_episode, label = utility_per_episode(frame, currency)
     arrived = frame.groupby(["day", "seed"])["arrived"].mean()
@@ -440,11 +439,7 @@ def plot_utility(frame: pd.DataFrame, path: Path, currency: str) -> None:
     left.set_ylabel(label)
     left.set_title(f"mean over {len(arrived)} episodes (95% CI)")
     right.set_xscale("log")
-    thousands = matplotlib.ticker.FuncFormatter(  # 20k, 30k, 50k, 100k, ...: the other minor ticks unlabelled
-        lambda x, _: f"{x / 1000:g}k" if round(x / 10 ** np.floor(np.log10(x))) in (1, 2, 3, 5) else ""
-    )
-    right.xaxis.set_major_formatter(thousands)
-    right.xaxis.set_minor_formatter(thousands)
+    jobs_log_axis(right.xaxis)
     right.set_xlabel("jobs arrived in the episode")
     right.set_title("each episode")
     right.legend(fontsize=7, markerscale=1.5)

@@ -100,6 +100,17 @@ def fmt(x: float | None) -> str:
 # --- figures -------------------------------------------------------------------------------------------------
 
 
+def jobs_log_axis(axis) -> None:
+    """A log-scaled axis of job counts labelled 20k, 30k, 50k, 100k, ... (the other minor ticks unlabelled)."""
+    thousands = matplotlib.ticker.FuncFormatter(
+        lambda x, _: (
+            f"{x / 1000:g}k" if x > 0 and round(x / 10 ** np.floor(np.log10(x))) in (1, 2, 3, 5) else ""
+        )
+    )
+    axis.set_major_formatter(thousands)
+    axis.set_minor_formatter(thousands)
+
+
 def save_figure(fig, path: Path) -> Path:
     """Save a figure atomically (temporary file in the same folder, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)

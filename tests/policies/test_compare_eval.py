@@ -274,3 +274,13 @@ def test_runs_of_another_evaluation_of_the_same_episodes_join(tmp_path, capsys):
     write(second, frame[frame.run == ""])
     assert main([str(first), "--also", str(second)]) == 2
     assert f"{second}: no trained runs on the episodes here" in capsys.readouterr().err
+
+
+def test_the_differences_are_drawn(tmp_path, capsys):
+    png = tmp_path / "fig" / "diff.png"
+    assert main([folder(tmp_path), "--png", str(png)]) == 0
+    assert f"figure: {png}" in capsys.readouterr().out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    frame = pd.DataFrame(rows()).drop(columns=["arrived"])  # no job counts: the per-run panel alone
+    assert main([write(tmp_path, frame), "--png", str(png), "--policies", "sac@quality-first"]) == 0
+    assert png.stat().st_size > 0
