@@ -16,7 +16,7 @@ Use it to re-evaluate a page's selected policies on more held-out days than its 
 ``--exclude-days-of EVAL_DIR`` leaves out the days another evaluation ran (e.g. the days a rule was designed on).
 ``--also EVAL_DIR`` (repeatable) adds the trained runs of another evaluation of the same episodes (its baseline must
 have the same utility on every one, so both ran the same twin), e.g. to pair a variant's runs with runs evaluated
-earlier whose checkpoints are gone.
+earlier whose checkpoints are gone; a learner's runs may come from several evaluations, each run from one.
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ def oracle_bound(frame: pd.DataFrame, baseline: str) -> float | None:
 
 def with_runs_of(frame: pd.DataFrame, others: list[Path], baseline: str) -> pd.DataFrame:
     """``frame`` with the trained runs' rows of each evaluation in ``others``, which must have run the baseline on
-    the same episodes with the same utilities (the same twin); a learner may come from one evaluation only."""
+    the same episodes with the same utilities (the same twin); each run may come from one evaluation only."""
     base = baseline_utility(frame, baseline)
     parts = [frame]
     for other in others:
@@ -185,7 +185,11 @@ def with_runs_of(frame: pd.DataFrame, others: list[Path], baseline: str) -> pd.D
         runs = rows[rows["run"] != ""]
         if runs.empty:
             raise CompareEvalError(f"{other}: no trained runs on the episodes here")
-        twice = sorted(set(runs["policy"]) & set(pd.concat(parts)["policy"]))
+        seen = pd.concat(parts)
+        seen = set(zip(seen["policy"], seen["run"], strict=True))
+        twice = sorted(
+            {f"{p} {r}" for p, r in zip(runs["policy"], runs["run"], strict=True) if (p, r) in seen}
+        )
         if twice:
             raise CompareEvalError(f"{other}: {', '.join(twice)} evaluated in more than one folder")
         parts.append(runs)

@@ -140,10 +140,10 @@ class TrainedPolicy:
         return base, seen, own, self.residual.action(base, own)
 
 
-def load_trained(path: str | Path, scenario: str | Scenario) -> TrainedPolicy:
+def load_trained(path: str | Path, scenario: str | Scenario, name: str | None = None) -> TrainedPolicy:
     """The policy of a ``policies.train`` run directory (its latest checkpoint's, or the one best on validation
-    days where the run selected on them), named ``algo+shaping``; the run must have been
-    trained on ``scenario`` (a name, a TOML path or the ``Scenario`` evaluated)."""
+    days where the run selected on them), named ``name`` or else as ``run_policy`` names it; the run must have
+    been trained on ``scenario`` (a name, a TOML path or the ``Scenario`` evaluated)."""
     path = Path(path)
     if not (path / "config.json").is_file():
         raise EvaluateError(f"{path}: not a run directory (no config.json)")
@@ -153,7 +153,7 @@ def load_trained(path: str | Path, scenario: str | Scenario) -> TrainedPolicy:
     cfg = run.load_config()
     check_trained_on(path, cfg, scenario)
     try:
-        policy = run_policy(run, cfg)
+        policy = run_policy(run, cfg, name)
     except RunDirError as exc:
         raise EvaluateError(str(exc)) from None
     chosen = "its policy best on validation days" if run.selects_on_validation() else "its latest checkpoint"
@@ -228,10 +228,16 @@ def build_policies(
     specs: list[str], scenario: str | Scenario, oracle_time_limit_s: float | None = None
 ) -> list:
     """Policy objects for the names given; ``oracle`` stands for the LP bound and its replay (solved with
-    HiGHS's ``oracle_time_limit_s``)."""
+    HiGHS's ``oracle_time_limit_s``); ``NAME=RUN_DIR`` names a run's policy (runs that share a default name but
+    learned differently, e.g. from another settlement period, stay apart)."""
     out = []
     for spec in specs:
-        if spec in HEURISTICS:
+        name, sep, path = spec.partition("=")
+        if sep and not Path(spec).is_dir():
+            if not name or not Path(path).is_dir():
+                raise EvaluateError(f"policy {spec!r}: NAME=RUN_DIR needs a name and a run directory")
+            out.append(load_trained(path, scenario, name))
+        elif spec in HEURISTICS:
             out.append(make_heuristic(spec))
         elif spec == ORACLE:
             out.append(OraclePolicy(oracle_time_limit_s))
@@ -556,7 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--policies",
         default=f"production-default,price-greedy,quality-first,least-loaded,{ORACLE}",
-        help="comma-separated: heuristic names, 'oracle' (LP bound and its replay), run directories",
+        help="comma-separated: heuristic names, 'oracle' (LP bound and its replay), run directories (NAME=DIR "
+        "names a run's policy)",
     )
     which = p.add_mutually_exclusive_group()
     which.add_argument("--days", type=int, default=3, help="number of held-out days, spread over the split")

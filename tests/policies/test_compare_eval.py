@@ -250,7 +250,16 @@ def test_runs_of_another_evaluation_of_the_same_episodes_join(tmp_path, capsys):
     assert main([folder(tmp_path), "--policies", "sac+linear@quality-first,sac@quality-first"]) == 0
     assert joined.split("\n", 1)[1] == capsys.readouterr().out.split("\n", 1)[1]  # all but the folder's name
     assert main([str(first), "--also", str(first)]) == 2
-    assert "sac@quality-first evaluated in more than one folder" in capsys.readouterr().err
+    assert "sac@quality-first sac__s0__abc, sac@quality-first sac__s1__abc" in capsys.readouterr().err
+    # one learner's runs split over two evaluations pool, each run from one
+    write(second, frame[frame.run.str.contains("__s2__") | (frame.run == "")])
+    write(first, frame[~frame.run.str.contains("__s2__")])
+    assert (
+        main([str(first), "--also", str(second), "--policies", "sac+linear@quality-first,sac@quality-first"])
+        == 0
+    )
+    assert capsys.readouterr().out.split("\n", 1)[1] == joined.split("\n", 1)[1]
+    write(first, frame[frame.policy != "sac+linear@quality-first"])
     shifted = frame.assign(utility=frame.utility + np.where(frame.day == DAYS[1], 0.5, 0.0))
     write(second, shifted[shifted.policy != "sac@quality-first"])
     assert main([str(first), "--also", str(second)]) == 2

@@ -153,6 +153,16 @@ def test_a_residual_run_is_evaluated_with_its_heuristic(residual_run):
         job.run_dir(run.parent).rename(run)
 
 
+def test_a_run_can_be_evaluated_under_a_name_of_its_own(residual_run):
+    from policies.evaluate import EvaluateError, build_policies
+
+    run, _ = residual_run
+    assert build_policies([f"sac-dense@price-greedy={run}"], "tiny")[0].name == "sac-dense@price-greedy"
+    for bad in (f"={run}", f"x={run}/nowhere"):
+        with pytest.raises(EvaluateError, match="NAME=RUN_DIR needs a name and a run directory"):
+            build_policies([bad], "tiny")
+
+
 def test_a_residual_run_resumes_only_as_itself(residual_run, capsys):
     run, args = residual_run
     other = [a if a != "0.5" else "1.0" for a in args]
