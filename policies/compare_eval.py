@@ -10,6 +10,8 @@ name a ``run``) this prints, in EUR/day and in points of the mean oracle bound w
   mean over episodes with the t-interval over episodes instead;
 - the same difference per held-out day (mean over runs and arrival seeds) and a test over days (the spread that
   days make: a gain made on a few days shows here, not in the test over runs);
+- the difference on the busiest quarter of the episodes by jobs arrived and on the others, tested as the first
+  line (where the gaps between policies open with the load);
 - with two learners, the first minus the second paired by training seed (``__sN__`` in the run's name).
 
 Use it to re-evaluate a page's selected policies on more held-out days than its training evaluated (``--days``).
@@ -113,8 +115,29 @@ def is_heuristic(diffs: pd.DataFrame) -> bool:
     return bool((diffs["run"] == "").all())
 
 
+def load_lines(diffs: pd.DataFrame, arrived: pd.Series, unit: str) -> list[str]:
+    """The difference on the busiest quarter of the episodes by jobs arrived and on the rest (the twin's gaps
+    between policies open with the load), tested over ``unit`` as the overall line is."""
+    cut = float(arrived.quantile(0.75))
+    busy = arrived.reindex(pd.MultiIndex.from_frame(diffs[EPISODE])).to_numpy() >= cut
+    lines = []
+    for label, rows in (("busiest quarter", diffs[busy]), ("other episodes", diffs[~busy])):
+        per = rows["diff"] if unit == "episodes" else rows.groupby("run")["diff"].mean()
+        n = rows[EPISODE].drop_duplicates().shape[0]
+        where = f"{'>=' if label == 'busiest quarter' else '<'} {cut:,.0f} jobs"
+        lines.append(
+            f"  {label} by jobs arrived ({n} episodes, {where}): {paired_text(per.to_numpy(), unit)}"
+        )
+    return lines
+
+
 def policy_lines(
-    policy: str, diffs: pd.DataFrame, bound: float | None, baseline: str, same: dict
+    policy: str,
+    diffs: pd.DataFrame,
+    bound: float | None,
+    baseline: str,
+    same: dict,
+    arrived: pd.Series | None = None,
 ) -> list[str]:
     per_day = diffs.groupby("day")["diff"].mean()
     lines = [f"{policy} − {baseline} (EUR/day):"]
@@ -133,6 +156,8 @@ def policy_lines(
     if len(draws) < len(per_day):
         lines.append(f"  over distinct days (days with the same arrivals on every seed as one): "
                      f"{paired_text(draws.to_numpy(), 'distinct days')}")  # fmt: skip
+    if arrived is not None and len(arrived) >= 4:
+        lines += load_lines(diffs, arrived, unit)
     lines.append("  per day: " + ", ".join(f"{day} {fmt(v)}" for day, v in per_day.items()))
     return lines
 
@@ -299,10 +324,10 @@ def compare(
         pairs = ", ".join(f"{a} = {b}" for a, b in shared)
         lines.append(f"days with the same arrivals on every seed (one draw of the arrival model): {pairs}")
     diffs = {policy: differences(frame, policy, base) for policy in chosen}
+    arrived = frame.groupby(EPISODE)["arrived"].mean() if "arrived" in frame.columns else None
     for policy in chosen:
-        lines += policy_lines(policy, diffs[policy], bound, baseline, same)
+        lines += policy_lines(policy, diffs[policy], bound, baseline, same, arrived)
     if png is not None:
-        arrived = frame.groupby(EPISODE)["arrived"].mean() if "arrived" in frame.columns else None
         lines.append(f"figure: {plot_differences(diffs, arrived, baseline, png)}")
     # two learners pair by training seed; a heuristic has none
     if len(chosen) == 2 and not any(is_heuristic(diffs[p]) for p in chosen):

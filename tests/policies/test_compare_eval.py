@@ -293,3 +293,17 @@ def test_the_differences_are_drawn(tmp_path, capsys):
     frame = pd.DataFrame(rows()).drop(columns=["arrived"])  # no job counts: the per-run panel alone
     assert main([write(tmp_path, frame), "--png", str(png), "--policies", "sac@quality-first"]) == 0
     assert png.stat().st_size > 0
+
+
+def test_the_busiest_quarter_of_episodes_is_reported_apart(tmp_path, capsys):
+    assert main([folder(tmp_path), "--policies", "sac@quality-first"]) == 0
+    out = capsys.readouterr().out
+    arrived = pd.Series(ARRIVED)
+    cut = arrived.quantile(0.75)
+    busy = np.array([ARRIVED[e] >= cut for e in EPISODES])
+    gains = np.array(list(GAINS["sac"].values()))  # runs x episodes
+    assert line(out, "busiest quarter") == (
+        f"busiest quarter by jobs arrived ({busy.sum()} episodes, >= {cut:,.0f} jobs): "
+        f"{paired_text(gains[:, busy].mean(axis=1), 'runs')}"
+    )
+    assert line(out, "other episodes").endswith(paired_text(gains[:, ~busy].mean(axis=1), "runs"))
