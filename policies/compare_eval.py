@@ -190,9 +190,8 @@ def with_runs_of(frame: pd.DataFrame, others: list[Path], baseline: str) -> pd.D
     parts = [frame]
     for other in others:
         rows = load(other)
-        rows = rows[
-            pd.MultiIndex.from_frame(rows[EPISODE]).isin(base.index)
-        ]  # episodes not run here stay out
+        ran_here = pd.MultiIndex.from_frame(rows[EPISODE]).isin(base.index)
+        rows = rows[ran_here]  # episodes not run here stay out
         try:
             theirs = baseline_utility(rows, baseline).reindex(base.index)
         except CompareEvalError as exc:
@@ -312,8 +311,8 @@ def compare(
     bound = oracle_bound(frame, baseline)
     same = shared_arrivals(frame, baseline)
     days, episodes = base.index.get_level_values("day").nunique(), len(base)
-    named = f"{folder} (with the runs of {', '.join(map(str, also))})" if also else str(folder)
-    lines = [f"{named}: {', '.join(chosen)} against {baseline} ({fmt(float(base.mean()))} EUR/day), "
+    source = f"{folder} (with the runs of {', '.join(map(str, also))})" if also else str(folder)
+    lines = [f"{source}: {', '.join(chosen)} against {baseline} ({fmt(float(base.mean()))} EUR/day), "
              f"paired on {episodes} episodes ({days} held-out days x arrival seeds)"]  # fmt: skip
     if exclude:
         named = len(set(exclude))
