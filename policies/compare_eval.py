@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from policies.report import fmt, jobs_log_axis, mean_ci, paired_text, save_figure, seed_pairs
+from policies.intervals import mean_ci
+from policies.report import fmt, jobs_log_axis, paired_text, save_figure, seed_pairs
 
 EPISODE = ["day", "seed"]
 SEED = re.compile(r"__s(\d+)__")

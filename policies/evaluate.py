@@ -21,6 +21,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from policies.heuristics import HEURISTICS, make_heuristic
+from policies.intervals import mean_ci
 from policies.oracle import OracleError, OraclePolicy, OracleSolution
 from policies.policy import EpisodeResult, episode_rates, run_episode, spread
 from policies.residual import Residual, ResidualError, residual_from
@@ -365,19 +366,6 @@ def _curve(curves: dict, cfg: EvalConfig, name: str, day: str, seed: int, slot_u
 # --- summary and plots -------------------------------------------------------------------------------------
 
 
-def mean_ci(values: pd.Series) -> tuple[float, float]:
-    """Mean and the half-width of its 95% Student-t confidence interval (NaN for a single value)."""
-    from scipy import stats
-
-    v = values.dropna().to_numpy(dtype=float)
-    if len(v) == 0:
-        return float("nan"), float("nan")
-    if len(v) < 2:
-        return float(v.mean()), float("nan")
-    half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
-    return float(v.mean()), float(half)
-
-
 def summary_table(frame: pd.DataFrame, currency: str) -> str:
     """Markdown table: per policy the mean ± 95% CI over days, seeds (and training runs)."""
     head = ["policy", "n", *SUMMARY]
@@ -385,7 +373,7 @@ def summary_table(frame: pd.DataFrame, currency: str) -> str:
     for name, grp in frame.groupby("policy", sort=False):
         cells = [str(name), str(len(grp))]
         for col in SUMMARY:
-            m, h = mean_ci(grp[col])
+            m, h, _ = mean_ci(grp[col])
             cells.append(_fmt(m, h))
         lines.append("| " + " | ".join(cells) + " |")
     note = (
@@ -438,7 +426,7 @@ def plot_utility(frame: pd.DataFrame, path: Path, currency: str) -> None:
     )
     for i, name in enumerate(names):
         values = per_episode.loc[name]
-        mean, half = mean_ci(values)
+        mean, half, _ = mean_ci(values)
         left.errorbar([i], [mean], yerr=[0.0 if np.isnan(half) else half], fmt="o", capsize=4, color=f"C{i}")
         right.scatter(arrived.loc[values.index], values, s=12, alpha=0.6, color=f"C{i}", label=name)
     left.set_xticks(range(len(names)), names, rotation=30, ha="right")

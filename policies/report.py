@@ -20,6 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from policies.experiment_settings import BASE_SETTINGS, BUDGETS, LEARNERS, MAIN, PLAIN, SHAPER_KNOBS, STUDIES
+from policies.intervals import mean_ci
 from traces.atomic import write_text_atomic
 from traces.revision import short_revision
 
@@ -32,18 +33,6 @@ class ReportError(ValueError):
 
 
 # --- statistics ----------------------------------------------------------------------------------------------
-
-
-def mean_ci(values) -> tuple[float, float, int]:
-    """Mean, half-width of its 95% t confidence interval (nan for one value) and n."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    if len(v) == 0:
-        return float("nan"), float("nan"), 0
-    if len(v) == 1:
-        return float(v[0]), float("nan"), 1
-    half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
-    return float(v.mean()), float(half), len(v)
 
 
 def welch(a, b) -> dict[str, float]:

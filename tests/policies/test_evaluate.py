@@ -14,10 +14,10 @@ from policies.evaluate import (
     EvaluateError,
     arrival_seed,
     main,
-    mean_ci,
     plot_utility,
     utility_per_episode,
 )
+from policies.intervals import mean_ci
 from policies.oracle import oracle_bound
 from twin.env import AIGCTwinEnv
 
@@ -175,8 +175,8 @@ def test_run_dir_without_config_is_refused(tmp_path, capsys):
 
 
 def test_mean_ci_is_a_student_t_interval():
-    m, h = mean_ci(pd.Series([1.0, 2.0, 3.0]))
-    assert m == pytest.approx(2.0)
+    m, h, n = mean_ci(pd.Series([1.0, 2.0, 3.0]))
+    assert m == pytest.approx(2.0) and n == 3
     assert h == pytest.approx(4.302653 * 1.0 / np.sqrt(3), rel=1e-5)  # t(0.975, 2) x sd / sqrt(n)
     assert np.isnan(mean_ci(pd.Series([5.0]))[1])
 
