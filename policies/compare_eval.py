@@ -116,14 +116,22 @@ def is_heuristic(diffs: pd.DataFrame) -> bool:
     return bool((diffs["run"] == "").all())
 
 
-def load_lines(diffs: pd.DataFrame, arrived: pd.Series, unit: str) -> list[str]:
+def per_unit(diffs: pd.DataFrame) -> tuple[pd.Series, str]:
+    """What a policy's difference is tested over, and its unit: a heuristic's episodes (one deterministic run, so
+    the spread is the episodes'), a learner's runs (each run's mean)."""
+    if is_heuristic(diffs):
+        return diffs["diff"], "episodes"
+    return diffs.groupby("run")["diff"].mean(), "runs"
+
+
+def load_lines(diffs: pd.DataFrame, arrived: pd.Series) -> list[str]:
     """The difference on the busiest quarter of the episodes by jobs arrived and on the rest (the twin's gaps
-    between policies open with the load), tested over ``unit`` as the overall line is."""
+    between policies open with the load), tested as the overall line is (``per_unit``)."""
     cut = float(arrived.quantile(0.75))
     busy = arrived.reindex(pd.MultiIndex.from_frame(diffs[EPISODE])).to_numpy() >= cut
     lines = []
     for label, rows in (("busiest quarter", diffs[busy]), ("other episodes", diffs[~busy])):
-        per = rows["diff"] if unit == "episodes" else rows.groupby("run")["diff"].mean()
+        per, unit = per_unit(rows)
         n = rows[EPISODE].drop_duplicates().shape[0]
         where = f"{'>=' if label == 'busiest quarter' else '<'} {cut:,.0f} jobs"
         lines.append(
@@ -142,10 +150,7 @@ def policy_lines(
 ) -> list[str]:
     per_day = diffs.groupby("day")["diff"].mean()
     lines = [f"{policy} − {baseline} (EUR/day):"]
-    if is_heuristic(diffs):  # one deterministic episode each: the spread is the episodes'
-        per, unit = diffs["diff"], "episodes"
-    else:
-        per, unit = diffs.groupby("run")["diff"].mean(), "runs"
+    per, unit = per_unit(diffs)
     lines.append(f"  over {unit}: {paired_text(per.to_numpy(), unit)}, better in {int((per > 0).sum())} of "
                  f"{len(per)} {unit}")  # fmt: skip
     if bound is not None:
@@ -158,7 +163,7 @@ def policy_lines(
         lines.append(f"  over distinct days (days with the same arrivals on every seed as one): "
                      f"{paired_text(draws.to_numpy(), 'distinct days')}")  # fmt: skip
     if arrived is not None and len(arrived) >= 4:
-        lines += load_lines(diffs, arrived, unit)
+        lines += load_lines(diffs, arrived)
     lines.append("  per day: " + ", ".join(f"{day} {fmt(v)}" for day, v in per_day.items()))
     return lines
 
@@ -236,7 +241,7 @@ def plot_differences(
     left = axes[0, 0]
     for i, name in enumerate(names):
         d = diffs[name]
-        per = d["diff"] if is_heuristic(d) else d.groupby("run")["diff"].mean()
+        per, _ = per_unit(d)
         mean, half, _ = mean_ci(per)
         left.scatter(i + 0.3 * (np.arange(len(per)) / max(len(per) - 1, 1) - 0.5), per, s=10, alpha=0.5,
                      color=f"C{i}")  # fmt: skip
