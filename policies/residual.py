@@ -68,7 +68,6 @@ class Residual:
         self.base.reset(env)
         if self.gate:
             u = env.unwrapped
-            self.n_dc = u.n_dc
             self.capacity = relative_capacity(env)[np.arange(u.n_dc), saturation_index(env)]  # (N,)
             origin = np.repeat(np.arange(u.n_dc), u.n_dc - 1)  # the transfer pairs' origins, as encode_action
             self.site_of = np.concatenate([origin, np.arange(u.n_dc), np.arange(u.n_dc)])
@@ -79,7 +78,7 @@ class Residual:
         saturating step count, 1 from that capacity on, linear between (after ``reset``)."""
         if not self.gate:
             raise ResidualError("site_gates of a residual without a gate")
-        load = offered_load(obs, self.n_dc) / self.capacity
+        load = offered_load(obs, len(self.capacity)) / self.capacity
         return np.clip((load - GATE_FROM) / (1.0 - GATE_FROM), 0.0, 1.0).astype(np.float32)
 
     def view(self, obs: np.ndarray, env) -> tuple[np.ndarray, np.ndarray]:
