@@ -59,6 +59,7 @@ from policies.run_dir import (
     set_rng_state,
 )
 from policies.shapers import RewardShaper, ShaperError
+from policies.train_load import TrainLoad, TrainLoadError, check_high
 from traces.atomic import write_json_atomic
 from twin.env import FLOW_KEYS, STOCK_KEYS  # importing twin.env registers AIGCTwin-v0
 
@@ -121,6 +122,9 @@ class Args(AgentConfig):
     residual_gate: str = ""
     """with --residual: "overload" multiplies each site's correction by a gate that opens as the site nears its
     capacity (policies.residual); empty: the correction acts everywhere"""
+    train_load: float = 1.0
+    """each training episode's arrival rates times a factor drawn log-uniformly in [1, this] (policies.train_load:
+    more busy days to learn from); held-out and validation days keep their own load; 1: the days as they come"""
 
     def agent_config(self) -> AgentConfig:
         return AgentConfig(**{f.name: getattr(self, f.name) for f in fields(AgentConfig)})
@@ -158,6 +162,10 @@ class Args(AgentConfig):
             raise TrainError("--residual-scale needs --residual (the heuristic it scales corrections to)")
         if not self.residual and self.residual_gate:
             raise TrainError("--residual-gate needs --residual (the heuristic whose corrections it gates)")
+        try:
+            check_high(self.train_load)
+        except TrainLoadError as exc:
+            raise TrainError(f"--train-load: {exc}") from None
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -428,7 +436,7 @@ class ProgressCallback(BaseCallback):
 
 FIXED_ON_RESUME = (
     "algo", "shaping", "scenario", "seed", "env_id", "reward_mode", "settle_every", "residual", "residual_scale",
-    "residual_gate",
+    "residual_gate", "train_load",
 )  # fmt: skip
 
 
@@ -475,6 +483,11 @@ def train(args: Args, explicit: set[str] | None = None) -> Path:
     except TrainError:
         env.close()
         raise
+    if args.train_load != 1.0:
+        if not is_twin(env):
+            env.close()
+            raise TrainError(f"--train-load scales the twin's arrivals; env {args.env_id!r} has none")
+        env = TrainLoad(env, args.train_load, args.seed)
     env = learner_env(env, args)
     cfg = args.agent_config()
     tb = str(run.tensorboard) if args.tensorboard else None

@@ -4,6 +4,7 @@ their energy systems; one episode is one day. Equations: docs/twin-model.md."""
 from __future__ import annotations
 
 import datetime as dt
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -99,7 +100,8 @@ class AIGCTwinEnv(gym.Env):
 
     ## Starting State
     A day of the chosen split (``reset(options={"split": "train" | "eval", "day": ...})``), empty queues,
-    batteries at ``soc_init``; the day's arrivals are sampled from ``self.np_random``.
+    batteries at ``soc_init``; the day's arrivals are sampled from ``self.np_random``, every mean rate times
+    ``options["load"]`` where given (default 1: the arrival model's own).
 
     ## Episode End
     Truncated after the last slot of the day; never terminated.
@@ -151,6 +153,7 @@ class AIGCTwinEnv(gym.Env):
         self._day = 0
         self._ex: dict[str, np.ndarray] = {}
         self._reset_state(0, np.zeros((self.slots, n, len(self.images)), dtype=np.int64))
+        self._load = 1.0  # the episode's arrival rates x this (reset's options["load"])
 
     # --- set-up -------------------------------------------------------------------------------------------
 
@@ -284,9 +287,18 @@ class AIGCTwinEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         options = dict(options or {})
-        unknown = set(options) - {"split", "day"}
+        unknown = set(options) - {"split", "day", "load"}
         if unknown:
-            raise ScenarioError(f"reset options: unknown key(s) {sorted(unknown)} (allowed: split, day)")
+            raise ScenarioError(
+                f"reset options: unknown key(s) {sorted(unknown)} (allowed: split, day, load)"
+            )
+        load = options.get("load", 1.0)
+        if (
+            isinstance(load, bool)
+            or not isinstance(load, numbers.Real)
+            or not (np.isfinite(load) and load > 0)
+        ):
+            raise ScenarioError(f"reset options: load must be a finite number > 0, got {load!r}")
         split = options.get("split", "train")
         if split not in ("train", "eval"):
             raise ScenarioError(f"reset options: split must be 'train' or 'eval', got {split!r}")
@@ -295,11 +307,14 @@ class AIGCTwinEnv(gym.Env):
         else:
             pool = self.train_days if split == "train" else self.eval_days
             day = int(self.np_random.choice(pool))
-        arrivals = self.data.arrivals.sample(self.np_random, self._date(day), self.slots, int(self.slot_s))
+        arrivals = self.data.arrivals.sample(
+            self.np_random, self._date(day), self.slots, int(self.slot_s), float(load)
+        )
         arrivals = np.asarray(arrivals, dtype=np.int64)
         if arrivals.shape != (self.slots, self.n_dc, len(self.images)) or (arrivals < 0).any():
             raise ScenarioError(f"arrival model returned shape {arrivals.shape} or negative counts")
         self._reset_state(day, arrivals)
+        self._load = float(load)
         return self._observation(), {"day": self.data.days[day], "slot": 0}
 
     def _date(self, day: int) -> dt.date:
@@ -463,14 +478,17 @@ class AIGCTwinEnv(gym.Env):
         return out
 
     def expected_arrivals(self, draws: int = 16, seed: int = 0) -> np.ndarray:
-        """(T, N, K) the arrival model's mean for the current episode's day, estimated from ``draws`` samples
-        with a generator of their own (``seed`` and the day), so it knows the day, never this episode's draw."""
+        """(T, N, K) the arrival model's mean for the current episode's day (at the episode's ``load``), estimated
+        from ``draws`` samples with a generator of their own (``seed`` and the day), so it knows the day, never
+        this episode's draw."""
         if draws < 1:
             raise ValueError(f"draws must be >= 1, got {draws}")
         date = self._date(self._day)
         rng = np.random.default_rng([seed, date.toordinal()])
         model = self.data.arrivals
-        return np.mean([model.sample(rng, date, self.slots, int(self.slot_s)) for _ in range(draws)], axis=0)
+        return np.mean(
+            [model.sample(rng, date, self.slots, int(self.slot_s), self._load) for _ in range(draws)], axis=0
+        )
 
 
 def _ahead_mean(x: np.ndarray, window: int) -> np.ndarray:

@@ -18,13 +18,17 @@ class ExogenousError(ValueError):
 
 
 class ArrivalModel(Protocol):
-    """Samples one episode's requests: ``(slots, n_dc, n_classes)`` integer counts per slot, DC and class."""
+    """Samples one episode's requests: ``(slots, n_dc, n_classes)`` integer counts per slot, DC and class, with
+    every mean rate times ``load`` (1: the model's own; a stress test or a training distribution tilted to busy
+    days)."""
 
     images: np.ndarray  # (K,) images per request of each class
     probs: np.ndarray  # (K,) share of the requests in each class
     source: str
 
-    def sample(self, rng: np.random.Generator, day: dt.date, slots: int, slot_s: int) -> np.ndarray: ...
+    def sample(
+        self, rng: np.random.Generator, day: dt.date, slots: int, slot_s: int, load: float = 1.0
+    ) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -113,13 +117,15 @@ class TraceArrivals:
         self.params, self.scale, self.shares, self.tenants = params, scale, np.asarray(shares), tenants
         self.source = f"traces.workload: {params.source}"
 
-    def sample(self, rng: np.random.Generator, day: dt.date, slots: int, slot_s: int) -> np.ndarray:
+    def sample(
+        self, rng: np.random.Generator, day: dt.date, slots: int, slot_s: int, load: float = 1.0
+    ) -> np.ndarray:
         from traces.workload import sample_arrivals
 
         start = str(day)
         req = np.zeros((slots, len(self.shares)), dtype=np.int64)
         for i, share in enumerate(self.shares):
-            rate = self.scale * share / self.tenants
+            rate = self.scale * load * share / self.tenants
             for _ in range(self.tenants):
                 req[:, i] += sample_arrivals(self.params, rng, start, slots, slot_s, rate)["requests"]
         return rng.multinomial(req, self.probs)

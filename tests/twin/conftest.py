@@ -46,8 +46,8 @@ class PoissonArrivals:
         self.images = np.asarray(images)
         self.probs = np.asarray(probs, float)
 
-    def sample(self, rng, day, slots, slot_s):
-        lam = self.mean[:slots, :, None] * self.probs[None, None, :]
+    def sample(self, rng, day, slots, slot_s, load=1.0):
+        lam = load * self.mean[:slots, :, None] * self.probs[None, None, :]
         return rng.poisson(lam)
 
 

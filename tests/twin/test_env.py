@@ -284,3 +284,26 @@ def test_expected_arrivals_know_the_day_not_the_episodes_draw(tiny_env):
     assert first.sum() == pytest.approx(many, rel=0.1)  # an unbiased estimate of the day's total
     with pytest.raises(ValueError, match="draws"):
         env.expected_arrivals(draws=0)
+
+
+def test_reset_load_scales_the_days_arrivals(tiny_env):
+    env = tiny_env
+    day = env.data.days[env.eval_days[0]]
+    env.reset(seed=3, options={"split": "eval", "day": day})
+    own = env.exogenous()["arrivals"]
+    env.reset(seed=3, options={"split": "eval", "day": day, "load": 1.0})
+    assert np.array_equal(env.exogenous()["arrivals"], own)  # load 1 is the model's own draw, unchanged
+    forecast = env.expected_arrivals(draws=4)
+    totals = []
+    for s in range(20):
+        env.reset(seed=s, options={"split": "eval", "day": day, "load": 3.0})
+        totals.append(env.exogenous()["arrivals"].sum())
+    assert np.mean(totals) / own.sum() == pytest.approx(3.0, rel=0.15)
+    assert env.expected_arrivals(draws=4).sum() == pytest.approx(
+        3 * forecast.sum(), rel=0.1
+    )  # the forecast too
+    for bad in (0, -1.0, float("nan"), "2", True):
+        with pytest.raises(ScenarioError, match="load must be"):
+            env.reset(options={"load": bad})
+    with pytest.raises(ScenarioError, match="unknown key"):
+        env.reset(options={"loads": 2.0})
