@@ -8,7 +8,8 @@ sees a handful of days as busy as the held-out days it lost most on (results/res
 Tilting the training days towards busier ones gives the gate's open slots more of the data, and by construction
 costs nothing on light slots, where a closed gate makes the learner's action its heuristic's whatever it learned.
 The factor's range and its log-uniform law are assumptions. Evaluation (held-out and validation days) keeps each
-day's own load: only resets that name no day and no load are tilted."""
+day's own load: only resets that name no day and no load are tilted. A resumed run draws its factors afresh from
+its seed (the factor's generator is not checkpointed)."""
 
 from __future__ import annotations
 
