@@ -153,7 +153,6 @@ class AIGCTwinEnv(gym.Env):
         self._day = 0
         self._ex: dict[str, np.ndarray] = {}
         self._reset_state(0, np.zeros((self.slots, n, len(self.images)), dtype=np.int64))
-        self._load = 1.0  # the episode's arrival rates x this (reset's options["load"])
 
     # --- set-up -------------------------------------------------------------------------------------------
 
@@ -190,9 +189,10 @@ class AIGCTwinEnv(gym.Env):
         # Stored energy / capacity is the SoC; a DC without a battery reads 0 (stored is 0 there too).
         self._battery_norm = np.where(self.assets.battery_kwh > 0, self.assets.battery_kwh, 1.0)
 
-    def _reset_state(self, day: int, arrivals: np.ndarray) -> None:
+    def _reset_state(self, day: int, arrivals: np.ndarray, load: float = 1.0) -> None:
         n, k = self.n_dc, len(self.images)
         self._day, self._t = day, 0
+        self._load = load  # the episode's arrival rates x this (reset's options["load"]; expected_arrivals)
         self._arrivals = arrivals
         self._queue = np.zeros((n, self.scenario.jobs.max_wait_slots + 1, k, n), dtype=np.int64)
         self._stored = self.assets.initial_energy_kwh()
@@ -299,6 +299,7 @@ class AIGCTwinEnv(gym.Env):
             or not (np.isfinite(load) and load > 0)
         ):
             raise ScenarioError(f"reset options: load must be a finite number > 0, got {load!r}")
+        load = float(load)
         split = options.get("split", "train")
         if split not in ("train", "eval"):
             raise ScenarioError(f"reset options: split must be 'train' or 'eval', got {split!r}")
@@ -308,13 +309,12 @@ class AIGCTwinEnv(gym.Env):
             pool = self.train_days if split == "train" else self.eval_days
             day = int(self.np_random.choice(pool))
         arrivals = self.data.arrivals.sample(
-            self.np_random, self._date(day), self.slots, int(self.slot_s), float(load)
+            self.np_random, self._date(day), self.slots, int(self.slot_s), load
         )
         arrivals = np.asarray(arrivals, dtype=np.int64)
         if arrivals.shape != (self.slots, self.n_dc, len(self.images)) or (arrivals < 0).any():
             raise ScenarioError(f"arrival model returned shape {arrivals.shape} or negative counts")
-        self._reset_state(day, arrivals)
-        self._load = float(load)
+        self._reset_state(day, arrivals, load)
         return self._observation(), {"day": self.data.days[day], "slot": 0}
 
     def _date(self, day: int) -> dt.date:
