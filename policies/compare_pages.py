@@ -7,7 +7,9 @@ A page's report compares its own learners; this compares across pages, e.g. sac 
 evaluated on the same held-out days with the same arrival seeds (checked from their config.json): a seed's runs
 then share those days and the training env's seed. Printed: the held-out outcome A − B (utility, % of the oracle,
 violation rate, energy cost) and the area under the held-out learning curve (a seed's mean over its evaluations
-after step 0, over the steps both pages evaluated), each with its paired 95% t-interval. Against a heuristic or the
+after step 0, over the steps both pages evaluated), and where the runs chose their policy on validation days the
+area under the deployed-policy curve (at each step, the held-out utility of the policy chosen by then;
+``policies.report.chosen_curves``), each with its paired 95% t-interval. Against a heuristic or the
 oracle (``PAGE:quality-first``), which run once, each learner seed is paired with that one deterministic run.
 
 A side may pool pages that ran the same study on different seeds, e.g. a page of seeds 0-7 and its replication on
@@ -26,7 +28,15 @@ from pathlib import Path
 import pandas as pd
 
 from policies.experiment_settings import LEARNERS, PLAIN, STUDIES
-from policies.report import fmt, held_out_curves, load_curves, load_study, paired_text, seed_pairs
+from policies.report import (
+    chosen_curves,
+    fmt,
+    held_out_curves,
+    load_curves,
+    load_study,
+    paired_text,
+    seed_pairs,
+)
 
 
 class CompareError(ValueError):
@@ -282,6 +292,14 @@ def comparison(a: Side, b: Side, until: int | None = None) -> list[str]:
     lines.append(f"area under the held-out learning curve (a seed's mean utility over steps {steps[0]}-{steps[-1]}, "
                  f"the {len(steps)} evaluations both pages made; a seed missing one is left out):")  # fmt: skip
     lines.append(paired_line("utility", area(a.curves, steps), area(b.curves, steps)))
+    chosen = [chosen_curves(s.curves) for s in (a, b)]
+    if any(c.empty for c in chosen):
+        without = [s.label for s, c in zip((a, b), chosen, strict=True) if c.empty]
+        return [*lines, "area under the deployed-policy curve: not computed; no validation evaluations in "
+                + ", ".join(without)]  # fmt: skip
+    lines.append("area under the deployed-policy curve (a seed's mean, over the same steps, of the held-out utility "
+                 "of the policy its validation days had chosen by then):")  # fmt: skip
+    lines.append(paired_line("utility", *(area(c, steps) for c in chosen)))
     return lines
 
 

@@ -130,6 +130,30 @@ def held_out_curves(frame: pd.DataFrame) -> bool:
     return "curve_source" in frame.columns and bool((frame["curve_source"] == "held-out").all())
 
 
+def chosen_curves(curves: pd.DataFrame) -> pd.DataFrame:
+    """The deployed-policy curve of every run that selects on validation days: at each evaluation step, the
+    held-out utility of the policy its validation days had chosen by then (the best on them so far, the first of
+    equal maxima, as ``policies.eval_callback`` keeps it), so its last point is the run's held-out outcome and an
+    early rise means a good policy was available early. The raw curve asks how good the latest policy is; this
+    one asks how good the policy a run would deploy if stopped at that step is. Runs without validation
+    evaluations are left out (an empty frame where none has them)."""
+    if curves.empty or "val_utility" not in curves.columns:
+        return curves.iloc[0:0]
+    knobs = [k for k in SHAPER_KNOBS if k in curves.columns]
+    runs = []
+    for _, run in curves.dropna(subset=["val_utility"]).groupby(
+        ["setting", "policy", "seed", *knobs], sort=False, dropna=False
+    ):
+        run = run.sort_values("step")
+        best, chosen, utility = -np.inf, np.nan, []
+        for val, held in zip(run.val_utility, run.utility, strict=True):
+            if val > best:  # strictly: a later tie does not replace the policy kept
+                best, chosen = val, held
+            utility.append(chosen)
+        runs.append(run.assign(utility=utility))
+    return pd.concat(runs, ignore_index=True) if runs else curves.iloc[0:0]
+
+
 def curve_band(curves: pd.DataFrame, window: int) -> pd.DataFrame:
     """Per policy and step: mean over seeds of the smoothed episode utility and its 95% half-width."""
     rows = []
@@ -144,15 +168,20 @@ def curve_band(curves: pd.DataFrame, window: int) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def convergence_figure(curves: pd.DataFrame, path: Path, config: dict, by_setting: bool = False) -> None:
+def convergence_figure(
+    curves: pd.DataFrame, path: Path, config: dict, by_setting: bool = False, deployed: bool = False
+) -> None:
     """Left: utility per training episode; right: the same minus plain SAC's on the same episode (paired, within
-    a setting). ``by_setting``: one curve per policy and setting, labelled with both."""
+    a setting). ``by_setting``: one curve per policy and setting, labelled with both. ``deployed``: the curves
+    are ``chosen_curves`` (the policy chosen on validation days so far), labelled so and not smoothed."""
     from policies.experiments import paired_to_plain
 
     episodes = curves.groupby(["policy", "setting", "seed"]).size().max()
-    window = max(1, int(episodes) // 10)
+    window = 1 if deployed else max(1, int(episodes) // 10)
     held = held_out_curves(curves)
     what, unit = ("held-out utility", "evaluation") if held else ("training-episode utility", "episode")
+    if deployed:
+        what = "held-out utility of the policy chosen so far"
     paired = curves.assign(utility=paired_to_plain(curves)).dropna(subset=["utility"])
     paired = paired[paired.policy != PLAIN]
     if by_setting:
@@ -183,9 +212,10 @@ def convergence_figure(curves: pd.DataFrame, path: Path, config: dict, by_settin
         axes[0, 1].axhline(0, color="k", lw=0.8)
     per_line = curves.groupby(["policy", "setting"]).seed.nunique()
     seeds = f"{per_line.min()}" + (f"-{per_line.max()}" if per_line.max() != per_line.min() else "")
+    title = "Deployed policy (best on validation days so far)" if deployed else "Convergence"
+    smoothed = f"smoothed over {window} {unit}s" if window > 1 else "not smoothed"
     fig.suptitle(
-        f"Convergence, sparse reward, {config.get('scenario')}: mean of {seeds} seeds, 95% CI "
-        f"(smoothed over {window} {unit}s)"
+        f"{title}, sparse reward, {config.get('scenario')}: mean of {seeds} seeds, 95% CI ({smoothed})"
     )
     save_figure(fig, path)
 
@@ -235,19 +265,26 @@ def selection_figure(curves: pd.DataFrame, path: Path, config: dict) -> int:
     return len(groups)
 
 
-def pages_curves_figure(pages: list[Path], path: Path, study: str = "sparsity") -> Path:
+def pages_curves_figure(
+    pages: list[Path], path: Path, study: str = "sparsity", deployed: bool = False
+) -> Path:
     """One figure of a study's learning curves from several pages, one line per page, learner and setting
-    (the right panel pairs each learner with its own page's sac)."""
+    (the right panel pairs each learner with its own page's sac); ``deployed``: their deployed-policy curves
+    (``chosen_curves``)."""
     frames = []
     for page in dict.fromkeys(pages):
         curves = load_curves(page, study)
+        if deployed:
+            curves = chosen_curves(curves)
         if curves.empty:
-            raise ReportError(f"no {study} learning curves under {page}")
+            what = (
+                "deployed-policy curves (runs chosen on validation days)" if deployed else "learning curves"
+            )
+            raise ReportError(f"no {study} {what} under {page}")
         frames.append(curves.assign(setting=curves.setting + f" [{page.name}]"))
     loaded = load_study(pages[0], study)
-    convergence_figure(
-        pd.concat(frames, ignore_index=True), path, loaded[1] if loaded else {}, by_setting=True
-    )
+    config = loaded[1] if loaded else {}
+    convergence_figure(pd.concat(frames, ignore_index=True), path, config, by_setting=True, deployed=deployed)
     return path
 
 
@@ -360,6 +397,11 @@ def study_figures(
         made.append(folder / f"{study}_curves.png")
     if not curves.empty and selection_figure(curves, folder / f"{study}_selection.png", config):
         made.append(folder / f"{study}_selection.png")
+    chosen = chosen_curves(curves) if study in ("sparsity", "energy") else pd.DataFrame()
+    if not chosen.empty:
+        path = folder / f"{study}_deployed.png"
+        convergence_figure(chosen, path, config, by_setting=True, deployed=True)
+        made.append(path)
     if table.empty or study == "convergence":
         return made
     path = folder / f"{study}.png"
@@ -628,7 +670,27 @@ def curve_course(curves: pd.DataFrame, cur: str) -> list[str]:
 
 def curve_area_comparison(curves: pd.DataFrame, cur: str) -> list[str]:
     """Per setting, the area under the held-out learning curve (a seed's mean over its evaluations after step
-    0: higher means it learned sooner or better) of every other learner minus PLAIN, paired by seed."""
+    0: higher means it learned sooner or better) of every other learner minus PLAIN, paired by seed; then the
+    same under the deployed-policy curve (``chosen_curves``) where the runs selected on validation days."""
+    lines = []
+    for frame, head in (
+        (curves, "**Area under the learning curve** (a seed's mean held-out utility over its evaluations after "
+                 f"step 0, {cur}/day), paired by seed: "),
+        (chosen_curves(curves), "**Area under the deployed-policy curve** (a seed's mean, over its evaluations "
+                                "after step 0, of the held-out utility of the policy its validation days had "
+                                f"chosen by then, {cur}/day), paired by seed: "),
+    ):  # fmt: skip
+        parts = area_differences(frame)
+        if parts:
+            lines.append(head + "; ".join(parts) + ".")
+    return lines
+
+
+def area_differences(curves: pd.DataFrame) -> list[str]:
+    """Per setting, every other learner's area (a seed's mean utility over its evaluations after step 0) minus
+    PLAIN's, paired by seed."""
+    if curves.empty:
+        return []
     trained = curves[curves.step > 0]
     area = trained.groupby(["setting", "policy", "seed"], as_index=False).utility.mean()
     parts = []
@@ -637,11 +699,7 @@ def curve_area_comparison(curves: pd.DataFrame, cur: str) -> list[str]:
             text = paired_by_seed(area, learner, PLAIN, setting, "utility")
             if text is not None:
                 parts.append(f"{setting}: {learner} − {PLAIN} {text}")
-    if not parts:
-        return []
-    head = (f"**Area under the learning curve** (a seed's mean held-out utility over its evaluations after step 0, "
-            f"{cur}/day), paired by seed: ")  # fmt: skip
-    return [head + "; ".join(parts) + "."]
+    return parts
 
 
 def versus_baseline(t: pd.DataFrame, setting: str) -> list[str]:
@@ -923,7 +981,31 @@ def paired_points(table: pd.DataFrame, setting: str, shaped: str = MAIN) -> str:
     t = table[table.setting == setting]
     x = t[t.policy == shaped].groupby("seed").utility_pct_of_bound.mean()
     y = t[t.policy == PLAIN].groupby("seed").utility_pct_of_bound.mean()
-    d = (x - y).dropna().to_numpy()
+    return compact_paired((x - y).dropna().to_numpy())
+
+
+def deployed_area_difference(curves: pd.DataFrame, table: pd.DataFrame, setting: str, shaped: str) -> str:
+    """``shaped`` minus sac in the area under the deployed-policy curve (``chosen_curves``; a seed's mean over
+    the evaluations after step 0), paired by seed; "–" where the runs did not select on validation days. Curves
+    of pages written before they carried the table's setting names are taken where the table has one setting
+    and the curves one label."""
+    if curves.empty or not held_out_curves(curves) or "setting" not in curves.columns:
+        return "–"
+    if setting in set(curves.setting):
+        curves = curves[curves.setting == setting]
+    elif table.setting.nunique() != 1 or curves.setting.nunique() != 1:
+        return "–"
+    chosen = chosen_curves(curves[curves.policy.isin([shaped, PLAIN])])
+    if chosen.empty:
+        return "–"
+    area = chosen[chosen.step > 0].groupby(["policy", "seed"]).utility.mean()
+    if shaped not in area.index or PLAIN not in area.index:
+        return "–"
+    return compact_paired((area[shaped] - area[PLAIN]).dropna().to_numpy())
+
+
+def compact_paired(d: np.ndarray) -> str:
+    """Paired differences as ``+m (lo to hi), p = .., better on k/n seeds`` (one decimal), for the index."""
     m, half, n = mean_ci(d)
     if n < 2 or not np.isfinite(half):
         return "–" if n == 0 else f"{m:+.1f} (n = {n})"
@@ -941,6 +1023,7 @@ def index_rows(page: Path, readme_dir: Path) -> list[str]:
         if loaded is None:
             continue
         table, cfg = loaded
+        curves = load_curves(page, study)
         b = cfg.get("budget", {})
         changed = run_overrides(cfg)
         target = page / "README.md" if (page / "README.md").is_file() else page  # a page, else its folder
@@ -957,6 +1040,7 @@ def index_rows(page: Path, readme_dir: Path) -> list[str]:
             shaped = rival(t.policy)
             paired = paired_points(table, setting, shaped) if shaped else "–"
             cells.append(paired if shaped in (MAIN, None) else f"{shaped}: {paired}")
+            cells.append(deployed_area_difference(curves, table, setting, shaped) if shaped else "–")
             name = f"{study}: {setting}" + (f" ({changed})" if changed else "")
             rows.append(
                 f"| {link} | {name} | {run} | `{short_revision(cfg.get('commit', ''))}` | "
@@ -978,13 +1062,16 @@ def studies_index(pages: list[Path], readme: Path) -> str:
             )
         rows += page_rows
     head = ("| page | study: setting | scenario, steps × seeds | commit | " + " | ".join(LEARNER_ORDER)
-            + f" | best baseline | production default | {MAIN} (or the learner named) − {PLAIN} (points, paired by seed, 95% CI) |")  # fmt: skip
+            + f" | best baseline | production default | {MAIN} (or the learner named) − {PLAIN} (points, paired by seed, 95% CI) "
+            f"| the same learner − {PLAIN}: area under the deployed-policy curve (page's currency/day, paired by seed, 95% CI) |")  # fmt: skip
     command = f"python -m policies.report --index {','.join(os.path.relpath(p, readme_dir) for p in pages)}"
     return "\n".join([
         INDEX_START, "",
         f"_Generated by `{command} --readme {readme.name}` (in the README's folder) from each page's CSVs; do not "
         "edit by hand._ Held-out utility as % of the oracle bound, mean ± 95% "
-        "t-interval over seeds (baselines are deterministic: one run).",
+        "t-interval over seeds (baselines are deterministic: one run). The last column: a seed's mean, over its "
+        "evaluations during training after step 0, of the held-out utility of the policy its validation days had "
+        "chosen by then (pages whose runs did not choose on validation days: –).",
         "", head, "|" + "---|" * (head.count("|") - 1), *rows, "", INDEX_END,
     ])  # fmt: skip
 
@@ -1044,14 +1131,22 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated results pages: draw their sparsity learning curves into one figure, --png",
     )
     ap.add_argument("--png", help="the figure --curves writes")
+    ap.add_argument(
+        "--deployed",
+        action="store_true",
+        help="with --curves: draw each run's deployed-policy curve (at each evaluation, the held-out utility of "
+        "the policy its validation days had chosen by then) instead of its latest policy's",
+    )
     args = ap.parse_args(argv)
     try:
         if args.curves:
             if not args.png:
                 raise ReportError("--curves needs --png (the figure to write)")
             pages = [Path(p.strip()) for p in args.curves.split(",") if p.strip()]
-            print(f"curves written to {pages_curves_figure(pages, Path(args.png))}")
+            print(f"curves written to {pages_curves_figure(pages, Path(args.png), deployed=args.deployed)}")
             return 0
+        if args.deployed:
+            raise ReportError("--deployed draws the curves of --curves; give --curves too")
         if args.replace_index and not args.index:
             raise ReportError("--replace-index needs --index (the pages to list)")
         if args.index:

@@ -112,6 +112,30 @@ def test_the_area_covers_only_the_steps_both_pages_evaluated(tmp_path, capsys):
     assert paired(area) in line(out, "area under")
 
 
+def test_with_validation_evaluations_the_deployed_policy_curve_is_compared_too(tmp_path, capsys):
+    val = (1.0, 3.0, 2.0, 4.0)  # chosen: step 0, then 4000 at 4000 and 8000, then 12000
+
+    a_curve, b_curve = (
+        curve("sac", "s", c).assign(val_utility=lambda f: f.step.map(dict(zip(STEPS, val, strict=True))))
+        for c in (A_CURVE, B_CURVE)
+    )
+    a = write_page(tmp_path, "a", outcome("sac", "s", A_UTIL), a_curve)
+    b = write_page(tmp_path, "b", outcome("sac", "s", B_UTIL), b_curve)
+    assert main([str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+
+    def deployed(us):  # steps 4000, 8000, 12000 deploy the policies of 4000, 4000 and 12000
+        return np.mean([us[1], us[1], us[3]])
+
+    assert paired([deployed(A_CURVE[s]) - deployed(B_CURVE[s]) for s in SHARED]) in line(
+        out, "deployed-policy"
+    )
+    b_plain = write_page(tmp_path, "plain", outcome("sac", "s", B_UTIL), curve("sac", "s", B_CURVE))
+    assert main([str(a), str(b_plain)]) == 0
+    out = capsys.readouterr().out
+    assert "area under the deployed-policy curve: not computed; no validation evaluations in plain sac" in out
+
+
 def test_a_missing_value_leaves_its_seed_out_of_that_comparison(tmp_path, capsys):
     b_util = {**B_UTIL, 2: float("nan")}
     b_curve = {**B_CURVE, 1: [B_CURVE[1][0], np.nan, *B_CURVE[1][2:]]}

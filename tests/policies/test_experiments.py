@@ -260,6 +260,57 @@ def test_curve_course_names_where_a_curve_starts_peaks_and_ends():
     assert report.curve_course(pd.DataFrame(rows).assign(curve_source="training"), "EUR") == []
 
 
+def test_the_deployed_policy_curve_keeps_the_best_on_validation_days_so_far():
+    def run(policy, seed, held, val):
+        return [{"setting": "s", "policy": policy, "seed": seed, "step": 100 * i, "utility": u, "val_utility": v,
+                 "curve_source": "held-out"} for i, (u, v) in enumerate(zip(held, val, strict=True))]  # fmt: skip
+
+    rows = run("sac", 0, [10, 30, 20, 5, 8], [1, 3, 3, 9, 2]) + run(
+        "sac", 1, [7, 1, 2, 3, 4], [5, 4, 3, 2, 1]
+    )
+    chosen = report.chosen_curves(pd.DataFrame(rows).sample(frac=1.0, random_state=0))  # any row order
+    by_seed = {s: g.sort_values("step").utility.tolist() for s, g in chosen.groupby("seed")}
+    assert by_seed == {0: [10, 30, 30, 5, 5], 1: [7, 7, 7, 7, 7]}  # a tie keeps the earlier policy
+    without = pd.DataFrame(rows).assign(val_utility=np.nan)
+    assert (
+        report.chosen_curves(without).empty
+        and report.chosen_curves(without.drop(columns="val_utility")).empty
+    )
+    # sac+perfect is 2 (seed 0) and 4 (seed 1) higher at every step after 0, but seed 1 keeps its step-0 policy:
+    # it deploys 2 more on seed 0 and nothing more on seed 1, an area 1 higher
+    shaped = [{**r, "policy": "sac+perfect", "utility": r["utility"] + (r["step"] > 0) * 2 * (r["seed"] + 1)}
+              for r in rows]  # fmt: skip
+    lines = report.curve_area_comparison(pd.DataFrame(rows + shaped), "EUR")
+    assert len(lines) == 2 and lines[1].startswith("**Area under the deployed-policy curve**")
+    assert "s: sac+perfect − sac 1.00 (95% CI" in lines[1]
+    assert (
+        len(report.curve_area_comparison(pd.DataFrame(rows + shaped).drop(columns="val_utility"), "EUR")) == 1
+    )
+
+
+def test_runs_chosen_on_validation_days_get_a_deployed_policy_figure(finished, tmp_path, capsys):
+    tmp, _, _ = finished
+    rows = [{"setting": "s", "policy": policy, "seed": seed, "step": step, "utility": 10.0 + step / 100 + seed,
+             "val_utility": [1.0, 3.0, 2.0][i], "violation_rate": 0.0, "curve_source": "held-out"}
+            for policy in ("sac", "sac+diffusion") for seed in (0, 1)
+            for i, step in enumerate((0, 100, 200))]  # fmt: skip
+    page = tmp_path / "page"
+    (page / "sparsity").mkdir(parents=True)
+    made = report.study_figures("sparsity", page / "sparsity", pd.DataFrame(), pd.DataFrame(rows), {})
+    assert page / "sparsity" / "sparsity_deployed.png" in made
+    pd.DataFrame(rows).to_csv(page / "sparsity" / "sparsity_curves.csv", index=False)
+    png = tmp_path / "deployed.png"
+    assert report.main(["--curves", str(page), "--png", str(png), "--deployed"]) == 0 and png.stat().st_size
+    # the main job's runs do not choose on validation days: no such figure, and asking for one is one line
+    assert not list((tmp / "results").rglob("*_deployed.png"))
+    assert report.main(["--curves", str(tmp / "results"), "--png", str(png), "--deployed"]) == 2
+    assert report.main(["--deployed"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: no sparsity deployed-policy curves (runs chosen on validation days) under {tmp / 'results'}",
+        "error: --deployed draws the curves of --curves; give --curves too",
+    ]
+
+
 def test_a_page_says_what_learners_learn_from_under_the_redistribute_mix():
     cfg = {"scenario": "default", "budget": {"name": "quick", "train": {"reward_mix": "redistribute"}}}
     assert "uniform spread R / L" in report.budget_text(cfg)

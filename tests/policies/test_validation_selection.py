@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from policies import critic_probe, eval_callback, experiments
+from policies import critic_probe, eval_callback, experiments, report
 from policies.eval_callback import DAY_SEED0, VAL_SEED0, day_means, validation_days
 from policies.evaluate import TrainedPolicy, load_trained
 from policies.experiment_env import EnvSpec, make_env, register
@@ -82,6 +82,18 @@ def test_the_kept_policy_is_the_best_on_validation_days_and_the_evaluators_load_
     job = experiments.EvalJob("sparsity", "x", "sac", 0, JOB.spec, (), (), JOB)
     policy_obj, job_step = experiments.make_policy(job, selected)
     assert job_step == best.step and isinstance(policy_obj, TrainedPolicy)
+
+
+def test_the_deployed_policy_curve_follows_the_callbacks_choice_and_ends_at_the_kept_policy(selected):
+    run = RunDir(JOB.run_dir(selected))
+    frame = pd.read_csv(run.eval_path).assign(setting="s", policy="sac", seed=0)
+    chosen = report.chosen_curves(frame)
+    assert chosen.step.tolist() == frame.step.tolist()
+    kept = None
+    for (_, row), deployed in zip(frame.iterrows(), chosen.utility, strict=True):
+        kept = row.utility if row.val_best else kept  # what the callback saved to best/ by this step
+        assert deployed == kept
+    assert chosen.utility.iloc[-1] == best_of(frame).utility
 
 
 class Scripted:
