@@ -270,19 +270,36 @@ def pages_curves_figure(
 ) -> Path:
     """One figure of a study's learning curves from several pages, one line per page, learner and setting
     (the right panel pairs each learner with its own page's sac); ``deployed``: their deployed-policy curves
-    (``chosen_curves``)."""
+    (``chosen_curves``). A page written ``a+b`` pools pages of disjoint seeds into one (e.g. a page of a shaped
+    learner and the page whose sac ran the same seeds), so its learners pair with the pooled sac."""
     frames = []
-    for page in dict.fromkeys(pages):
-        curves = load_curves(page, study)
-        if deployed:
-            curves = chosen_curves(curves)
-        if curves.empty:
-            what = (
-                "deployed-policy curves (runs chosen on validation days)" if deployed else "learning curves"
+    for group in dict.fromkeys(pages):
+        members = [Path(p) for p in str(group).split("+")]
+        pooled = []
+        for page in members:
+            curves = load_curves(page, study)
+            if deployed:
+                curves = chosen_curves(curves)
+            if curves.empty:
+                what = (
+                    "deployed-policy curves (runs chosen on validation days)"
+                    if deployed
+                    else "learning curves"
+                )
+                raise ReportError(f"no {study} {what} under {page}")
+            pooled.append(curves)
+        curves = pd.concat(pooled, ignore_index=True)
+        twice = curves[curves.duplicated(["policy", "setting", "seed", "step"])]
+        if not twice.empty:
+            r = twice.iloc[0]
+            raise ReportError(
+                f"{group}: {r.policy} seed {r.seed} ({r.setting}) is on more than one pooled page"
             )
-            raise ReportError(f"no {study} {what} under {page}")
-        frames.append(curves.assign(setting=curves.setting + f" [{page.name}]"))
-    loaded = load_study(pages[0], study)
+        label = members[0].name + (
+            f" +{len(members) - 1} page{'s' * (len(members) > 2)}" if len(members) > 1 else ""
+        )
+        frames.append(curves.assign(setting=curves.setting + f" [{label}]"))
+    loaded = load_study(Path(str(pages[0]).split("+")[0]), study)
     config = loaded[1] if loaded else {}
     convergence_figure(pd.concat(frames, ignore_index=True), path, config, by_setting=True, deployed=deployed)
     return path
@@ -1128,7 +1145,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--curves",
-        help="comma-separated results pages: draw their sparsity learning curves into one figure, --png",
+        help="comma-separated results pages: draw their sparsity learning curves into one figure, --png; "
+        "PAGE+PAGE pools pages of disjoint seeds into one line per learner",
     )
     ap.add_argument("--png", help="the figure --curves writes")
     ap.add_argument(

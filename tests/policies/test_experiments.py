@@ -311,6 +311,32 @@ def test_runs_chosen_on_validation_days_get_a_deployed_policy_figure(finished, t
     ]
 
 
+def test_curves_of_pages_with_disjoint_seeds_pool_into_one_line_per_learner(tmp_path, monkeypatch, capsys):
+    def page(name, policy, seeds):
+        rows = [{"setting": "s", "policy": policy, "seed": seed, "step": step, "utility": 10.0 + step + seed,
+                 "val_utility": 1.0, "violation_rate": 0.0, "curve_source": "held-out"}
+                for seed in seeds for step in (0, 1, 2)]  # fmt: skip
+        (tmp_path / name / "sparsity").mkdir(parents=True)
+        pd.DataFrame(rows).to_csv(tmp_path / name / "sparsity" / "sparsity_curves.csv", index=False)
+        return tmp_path / name
+
+    sac, shaped, more = (
+        page("sac", "sac", (0, 1)),
+        page("shaped", "sac+diffusion", (0, 1)),
+        page("more", "sac", (2,)),
+    )
+    drawn, save = [], report.save_figure
+    monkeypatch.setattr(report, "save_figure", lambda fig, path: drawn.append(fig.axes) or save(fig, path))
+    png = tmp_path / "pooled.png"
+    assert report.main(["--curves", f"{sac}+{shaped}+{more}", "--png", str(png)]) == 0
+    left, right = drawn[0]
+    legend = {t.get_text() for t in left.get_legend().get_texts()}
+    assert legend == {"sac+diffusion s [sac +2 pages]", "sac s [sac +2 pages]"}
+    assert len(right.get_lines()) == 2  # sac+diffusion paired with the pooled sac, and the zero line
+    assert report.main(["--curves", f"{sac}+{sac}", "--png", str(png)]) == 2
+    assert capsys.readouterr().err == f"error: {sac}+{sac}: sac seed 0 (s) is on more than one pooled page\n"
+
+
 def test_a_page_says_what_learners_learn_from_under_the_redistribute_mix():
     cfg = {"scenario": "default", "budget": {"name": "quick", "train": {"reward_mix": "redistribute"}}}
     assert "uniform spread R / L" in report.budget_text(cfg)
