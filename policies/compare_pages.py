@@ -293,9 +293,11 @@ def comparison(a: Side, b: Side, until: int | None = None) -> list[str]:
                  f"the {len(steps)} evaluations both pages made; a seed missing one is left out):")  # fmt: skip
     lines.append(paired_line("utility", area(a.curves, steps), area(b.curves, steps)))
     chosen = [chosen_curves(s.curves) for s in (a, b)]
-    if any(c.empty for c in chosen):
-        without = [s.label for s, c in zip((a, b), chosen, strict=True) if c.empty]
-        return [*lines, "area under the deployed-policy curve: not computed; no validation evaluations in "
+    without = [
+        s.label for s, c in zip((a, b), chosen, strict=True) if set(c.get("seed", [])) != set(s.curves.seed)
+    ]
+    if without:  # none, or only some pooled pages' runs, chose on validation days
+        return [*lines, "area under the deployed-policy curve: not computed; runs without validation evaluations in "
                 + ", ".join(without)]  # fmt: skip
     lines.append("area under the deployed-policy curve (a seed's mean, over the same steps, of the held-out utility "
                  "of the policy its validation days had chosen by then):")  # fmt: skip

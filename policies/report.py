@@ -133,21 +133,23 @@ def held_out_curves(frame: pd.DataFrame) -> bool:
 def chosen_curves(curves: pd.DataFrame) -> pd.DataFrame:
     """The deployed-policy curve of every run that selects on validation days: at each evaluation step, the
     held-out utility of the policy its validation days had chosen by then (the best on them so far, the first of
-    equal maxima, as ``policies.eval_callback`` keeps it), so its last point is the run's held-out outcome and an
-    early rise means a good policy was available early. The raw curve asks how good the latest policy is; this
-    one asks how good the policy a run would deploy if stopped at that step is. Runs without validation
-    evaluations are left out (an empty frame where none has them)."""
+    equal maxima, as ``policies.eval_callback`` keeps it; a step without a validation value keeps the earlier
+    choice). An early rise means a good policy was available early. Its last point is the chosen policy's
+    utility on the training-time held-out days, which is the run's outcome where the page evaluated on those
+    same days. The raw curve asks how good the latest policy is; this one how good the policy a run would
+    deploy if stopped at that step is. Runs without validation evaluations are left out (an empty frame where
+    none has them)."""
     if curves.empty or "val_utility" not in curves.columns:
         return curves.iloc[0:0]
     knobs = [k for k in SHAPER_KNOBS if k in curves.columns]
     runs = []
-    for _, run in curves.dropna(subset=["val_utility"]).groupby(
-        ["setting", "policy", "seed", *knobs], sort=False, dropna=False
-    ):
+    for _, run in curves.groupby(["setting", "policy", "seed", *knobs], sort=False, dropna=False):
+        if run.val_utility.isna().all():
+            continue
         run = run.sort_values("step")
         best, chosen, utility = -np.inf, np.nan, []
         for val, held in zip(run.val_utility, run.utility, strict=True):
-            if val > best:  # strictly: a later tie does not replace the policy kept
+            if val > best:  # strictly (and never for NaN): a later tie does not replace the policy kept
                 best, chosen = val, held
             utility.append(chosen)
         runs.append(run.assign(utility=utility))
@@ -270,12 +272,15 @@ def pages_curves_figure(
 ) -> Path:
     """One figure of a study's learning curves from several pages, one line per page, learner and setting
     (the right panel pairs each learner with its own page's sac); ``deployed``: their deployed-policy curves
-    (``chosen_curves``). A page written ``a+b`` pools pages of disjoint seeds into one (e.g. a page of a shaped
-    learner and the page whose sac ran the same seeds), so its learners pair with the pooled sac."""
-    frames = []
+    (``chosen_curves``). A page written ``a+b`` pools pages into one, e.g. a page of a shaped learner and the
+    page whose sac ran the same seeds, so that its learners pair with that sac: the pooled pages must share
+    their scenario, held-out days and curve labels, and no learner may have a seed on two of them."""
+    frames, labels = [], set()
     for group in dict.fromkeys(pages):
-        members = [Path(p) for p in str(group).split("+")]
-        pooled = []
+        members = [Path(p.strip()) for p in str(group).split("+")]
+        if any(not str(m) or str(m) == "." for m in members):
+            raise ReportError(f"{group}: an empty page name in a pooled group (PAGE+PAGE)")
+        pooled, configs = [], []
         for page in members:
             curves = load_curves(page, study)
             if deployed:
@@ -288,21 +293,43 @@ def pages_curves_figure(
                 )
                 raise ReportError(f"no {study} {what} under {page}")
             pooled.append(curves)
-        curves = pd.concat(pooled, ignore_index=True)
-        twice = curves[curves.duplicated(["policy", "setting", "seed", "step"])]
-        if not twice.empty:
-            r = twice.iloc[0]
+            loaded = load_study(page, study)
+            configs.append(loaded[1] if loaded else {})
+        label = "+".join(m.name for m in members)
+        if len(members) > 1:
+            check_poolable(label, members, pooled, configs)
+        if label in labels:
             raise ReportError(
-                f"{group}: {r.policy} seed {r.seed} ({r.setting}) is on more than one pooled page"
+                f"{group}: its pages' names are another group's (the two would be drawn as one line)"
             )
-        label = members[0].name + (
-            f" +{len(members) - 1} page{'s' * (len(members) > 2)}" if len(members) > 1 else ""
-        )
+        labels.add(label)
+        curves = pd.concat(pooled, ignore_index=True)
         frames.append(curves.assign(setting=curves.setting + f" [{label}]"))
-    loaded = load_study(Path(str(pages[0]).split("+")[0]), study)
+    loaded = load_study(Path(str(pages[0]).split("+")[0].strip()), study)
     config = loaded[1] if loaded else {}
     convergence_figure(pd.concat(frames, ignore_index=True), path, config, by_setting=True, deployed=deployed)
     return path
+
+
+def check_poolable(label: str, members: list[Path], pooled: list[pd.DataFrame], configs: list[dict]) -> None:
+    """Pages pooled into one line per learner: same scenario, held-out days and curve labels, and no learner's
+    seed on two of them (ReportError naming what differs)."""
+    for key in ("scenario", "eval_days", "eval_day_seeds"):
+        values = {json.dumps(c.get(key), sort_keys=True) for c in configs}
+        if len(values) > 1:
+            raise ReportError(f"{label}: the pooled pages differ in {key} ({', '.join(sorted(values))})")
+    names = [sorted(set(c.setting)) for c in pooled]
+    if any(n != names[0] for n in names):
+        shown = "; ".join(f"{m.name}: {', '.join(n)}" for m, n in zip(members, names, strict=True))
+        raise ReportError(f"{label}: the pooled pages label their curves differently ({shown})")
+    seen: dict[tuple, str] = {}
+    for page, curves in zip(members, pooled, strict=True):
+        for policy, seed in set(zip(curves.policy, curves.seed, strict=True)):
+            if (policy, seed) in seen:
+                raise ReportError(
+                    f"{label}: {policy} seed {seed} is on both {seen[policy, seed]} and {page.name}"
+                )
+            seen[policy, seed] = page.name
 
 
 def points(table: pd.DataFrame, column: str, ax, settings: list[str], ylabel: str) -> None:
@@ -706,10 +733,7 @@ def curve_area_comparison(curves: pd.DataFrame, cur: str) -> list[str]:
 def area_differences(curves: pd.DataFrame) -> list[str]:
     """Per setting, every other learner's area (a seed's mean utility over its evaluations after step 0) minus
     PLAIN's, paired by seed."""
-    if curves.empty:
-        return []
-    trained = curves[curves.step > 0]
-    area = trained.groupby(["setting", "policy", "seed"], as_index=False).utility.mean()
+    area = seed_areas(curves)
     parts = []
     for setting in area.setting.unique():
         for learner in others_than_plain(set(area[area.setting == setting].policy)):
@@ -717,6 +741,15 @@ def area_differences(curves: pd.DataFrame) -> list[str]:
             if text is not None:
                 parts.append(f"{setting}: {learner} − {PLAIN} {text}")
     return parts
+
+
+def seed_areas(curves: pd.DataFrame) -> pd.DataFrame:
+    """A run's area under its curve: its mean utility over its evaluations after step 0 (the untrained policy),
+    one row per setting, policy and seed."""
+    if curves.empty:
+        return pd.DataFrame(columns=["setting", "policy", "seed", "utility"])
+    trained = curves[curves.step > 0]
+    return trained.groupby(["setting", "policy", "seed"], as_index=False).utility.mean()
 
 
 def versus_baseline(t: pd.DataFrame, setting: str) -> list[str]:
@@ -1004,21 +1037,19 @@ def paired_points(table: pd.DataFrame, setting: str, shaped: str = MAIN) -> str:
 def deployed_area_difference(curves: pd.DataFrame, table: pd.DataFrame, setting: str, shaped: str) -> str:
     """``shaped`` minus sac in the area under the deployed-policy curve (``chosen_curves``; a seed's mean over
     the evaluations after step 0), paired by seed; "–" where the runs did not select on validation days. Curves
-    of pages written before they carried the table's setting names are taken where the table has one setting
-    and the curves one label."""
+    of pages written before they carried the table's setting names are taken where each of the two learners
+    ran in one setting and the curves have one label."""
     if curves.empty or not held_out_curves(curves) or "setting" not in curves.columns:
         return "–"
     if setting in set(curves.setting):
         curves = curves[curves.setting == setting]
-    elif table.setting.nunique() != 1 or curves.setting.nunique() != 1:
+    elif table[table.policy.isin([shaped, PLAIN])].setting.nunique() != 1 or curves.setting.nunique() != 1:
         return "–"
-    chosen = chosen_curves(curves[curves.policy.isin([shaped, PLAIN])])
-    if chosen.empty:
+    area = seed_areas(chosen_curves(curves[curves.policy.isin([shaped, PLAIN])]))
+    if area.empty or not {shaped, PLAIN} <= set(area.policy):
         return "–"
-    area = chosen[chosen.step > 0].groupby(["policy", "seed"]).utility.mean()
-    if shaped not in area.index or PLAIN not in area.index:
-        return "–"
-    return compact_paired((area[shaped] - area[PLAIN]).dropna().to_numpy())
+    per_seed = area.pivot_table(index="seed", columns="policy", values="utility")
+    return compact_paired((per_seed[shaped] - per_seed[PLAIN]).dropna().to_numpy())
 
 
 def compact_paired(d: np.ndarray) -> str:
@@ -1146,7 +1177,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--curves",
         help="comma-separated results pages: draw their sparsity learning curves into one figure, --png; "
-        "PAGE+PAGE pools pages of disjoint seeds into one line per learner",
+        "PAGE+PAGE pools pages into one line per learner (no learner's seed on two of them)",
     )
     ap.add_argument("--png", help="the figure --curves writes")
     ap.add_argument(

@@ -133,7 +133,16 @@ def test_with_validation_evaluations_the_deployed_policy_curve_is_compared_too(t
     b_plain = write_page(tmp_path, "plain", outcome("sac", "s", B_UTIL), curve("sac", "s", B_CURVE))
     assert main([str(a), str(b_plain)]) == 0
     out = capsys.readouterr().out
-    assert "area under the deployed-policy curve: not computed; no validation evaluations in plain sac" in out
+    assert (
+        "area under the deployed-policy curve: not computed; runs without validation evaluations in plain sac"
+        in out
+    )
+    later = {s + 10: us for s, us in B_CURVE.items()}
+    unvalidated = write_page(
+        tmp_path, "later", outcome("sac", "s", {s + 10: 1.0 for s in B_UTIL}), curve("sac", "s", later)
+    )
+    assert main([str(a), f"{b}+{unvalidated}"]) == 0
+    assert "not computed; runs without validation evaluations in b+later sac (s)" in capsys.readouterr().out
 
 
 def test_a_missing_value_leaves_its_seed_out_of_that_comparison(tmp_path, capsys):

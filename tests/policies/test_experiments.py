@@ -271,6 +271,16 @@ def test_the_deployed_policy_curve_keeps_the_best_on_validation_days_so_far():
     chosen = report.chosen_curves(pd.DataFrame(rows).sample(frac=1.0, random_state=0))  # any row order
     by_seed = {s: g.sort_values("step").utility.tolist() for s, g in chosen.groupby("seed")}
     assert by_seed == {0: [10, 30, 30, 5, 5], 1: [7, 7, 7, 7, 7]}  # a tie keeps the earlier policy
+    gap = pd.DataFrame(rows).assign(
+        val_utility=lambda f: f.val_utility.where(f.step != 300)
+    )  # no value at 300
+    assert report.chosen_curves(gap).query("seed == 0").sort_values("step").utility.tolist() == [
+        10,
+        30,
+        30,
+        30,
+        30,
+    ]
     without = pd.DataFrame(rows).assign(val_utility=np.nan)
     assert (
         report.chosen_curves(without).empty
@@ -331,10 +341,25 @@ def test_curves_of_pages_with_disjoint_seeds_pool_into_one_line_per_learner(tmp_
     assert report.main(["--curves", f"{sac}+{shaped}+{more}", "--png", str(png)]) == 0
     left, right = drawn[0]
     legend = {t.get_text() for t in left.get_legend().get_texts()}
-    assert legend == {"sac+diffusion s [sac +2 pages]", "sac s [sac +2 pages]"}
+    assert legend == {"sac+diffusion s [sac+shaped+more]", "sac s [sac+shaped+more]"}
     assert len(right.get_lines()) == 2  # sac+diffusion paired with the pooled sac, and the zero line
-    assert report.main(["--curves", f"{sac}+{sac}", "--png", str(png)]) == 2
-    assert capsys.readouterr().err == f"error: {sac}+{sac}: sac seed 0 (s) is on more than one pooled page\n"
+    capsys.readouterr()
+    other = page("other", "sac", (5,))
+    relabelled = pd.read_csv(other / "sparsity" / "sparsity_curves.csv").assign(setting="t")
+    relabelled.to_csv(other / "sparsity" / "sparsity_curves.csv", index=False)
+    import shutil
+
+    for name in ("sac", "shaped"):
+        shutil.copytree(tmp_path / name, tmp_path / "copy" / name)
+    copies = f"{tmp_path / 'copy' / 'sac'}+{tmp_path / 'copy' / 'shaped'}"
+    for curves in (f"{sac}+{sac}", f"{sac}+{other}", f"{sac}+", f"{sac}+{shaped},{copies}"):
+        assert report.main(["--curves", curves, "--png", str(png)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: sac+sac: sac seed 0 is on both sac and sac",
+        "error: sac+other: the pooled pages label their curves differently (sac: s; other: t)",
+        f"error: {sac}+: an empty page name in a pooled group (PAGE+PAGE)",
+        f"error: {copies}: its pages' names are another group's (the two would be drawn as one line)",
+    ]
 
 
 def test_a_page_says_what_learners_learn_from_under_the_redistribute_mix():

@@ -121,6 +121,11 @@ def test_the_choice_follows_validation_and_checkpoints_carry_it_through_a_resume
     frame = pd.read_csv(run.eval_path)
     assert frame.val_best.tolist() == [True, True, False, True, False, True, False]
     assert run.policy_model()[1] == 100
+    deployed = report.chosen_curves(frame.assign(setting="s", policy="sac", seed=0)).utility.tolist()
+    kept = frame.utility.where(
+        frame.val_best
+    ).ffill()  # the held-out utility of the policy saved by each step
+    assert deployed == kept.tolist() and deployed != frame.utility.tolist()
     chosen = {
         checkpoint_step(c): json.loads((c / "best" / "state.json").read_text()) for c in run.checkpoint_dirs()
     }
