@@ -295,12 +295,14 @@ def pages_curves_figure(
             pooled.append(curves)
             loaded = load_study(page, study)
             configs.append(loaded[1] if loaded else {})
-        label = "+".join(m.name for m in members)
         if len(members) > 1:
-            check_poolable(label, members, pooled, configs)
-        if label in labels:
+            check_poolable(str(group), members, pooled, configs)
+        label = members[0].name + (
+            f" +{len(members) - 1} page{'s' * (len(members) > 2)}" if len(members) > 1 else ""
+        )
+        if label in labels:  # the legend names a group by its first page
             raise ReportError(
-                f"{group}: its pages' names are another group's (the two would be drawn as one line)"
+                f"{group}: labelled {label!r} like another group (the two would be drawn as one line)"
             )
         labels.add(label)
         curves = pd.concat(pooled, ignore_index=True)

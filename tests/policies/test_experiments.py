@@ -341,7 +341,7 @@ def test_curves_of_pages_with_disjoint_seeds_pool_into_one_line_per_learner(tmp_
     assert report.main(["--curves", f"{sac}+{shaped}+{more}", "--png", str(png)]) == 0
     left, right = drawn[0]
     legend = {t.get_text() for t in left.get_legend().get_texts()}
-    assert legend == {"sac+diffusion s [sac+shaped+more]", "sac s [sac+shaped+more]"}
+    assert legend == {"sac+diffusion s [sac +2 pages]", "sac s [sac +2 pages]"}
     assert len(right.get_lines()) == 2  # sac+diffusion paired with the pooled sac, and the zero line
     capsys.readouterr()
     other = page("other", "sac", (5,))
@@ -355,10 +355,10 @@ def test_curves_of_pages_with_disjoint_seeds_pool_into_one_line_per_learner(tmp_
     for curves in (f"{sac}+{sac}", f"{sac}+{other}", f"{sac}+", f"{sac}+{shaped},{copies}"):
         assert report.main(["--curves", curves, "--png", str(png)]) == 2
     assert capsys.readouterr().err.splitlines() == [
-        "error: sac+sac: sac seed 0 is on both sac and sac",
-        "error: sac+other: the pooled pages label their curves differently (sac: s; other: t)",
+        f"error: {sac}+{sac}: sac seed 0 is on both sac and sac",
+        f"error: {sac}+{other}: the pooled pages label their curves differently (sac: s; other: t)",
         f"error: {sac}+: an empty page name in a pooled group (PAGE+PAGE)",
-        f"error: {copies}: its pages' names are another group's (the two would be drawn as one line)",
+        f"error: {copies}: labelled 'sac +1 page' like another group (the two would be drawn as one line)",
     ]
 
 
