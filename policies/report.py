@@ -182,8 +182,7 @@ def convergence_figure(
     window = 1 if deployed else max(1, int(episodes) // 10)
     held = held_out_curves(curves)
     what, unit = ("held-out utility", "evaluation") if held else ("training-episode utility", "episode")
-    if deployed:
-        what = "held-out utility of the policy chosen so far"
+    what = "held-out utility of the policy chosen so far" if deployed else what
     paired = curves.assign(utility=paired_to_plain(curves)).dropna(subset=["utility"])
     paired = paired[paired.policy != PLAIN]
     if by_setting:
@@ -275,7 +274,7 @@ def pages_curves_figure(
     (``chosen_curves``). A page written ``a+b`` pools pages into one, e.g. a page of a shaped learner and the
     page whose sac ran the same seeds, so that its learners pair with that sac: the pooled pages must share
     their scenario, held-out days and curve labels, and no learner may have a seed on two of them."""
-    frames, labels = [], set()
+    frames, labels, first_config = [], set(), None
     for group in dict.fromkeys(pages):
         members = [Path(p.strip()) for p in str(group).split("+")]
         if any(not str(m) or str(m) == "." for m in members):
@@ -295,6 +294,8 @@ def pages_curves_figure(
             pooled.append(curves)
             loaded = load_study(page, study)
             configs.append(loaded[1] if loaded else {})
+        if first_config is None:
+            first_config = configs[0]  # the figure's title names the first page's scenario
         if len(members) > 1:
             check_poolable(str(group), members, pooled, configs)
         label = members[0].name + (
@@ -307,9 +308,9 @@ def pages_curves_figure(
         labels.add(label)
         curves = pd.concat(pooled, ignore_index=True)
         frames.append(curves.assign(setting=curves.setting + f" [{label}]"))
-    loaded = load_study(Path(str(pages[0]).split("+")[0].strip()), study)
-    config = loaded[1] if loaded else {}
-    convergence_figure(pd.concat(frames, ignore_index=True), path, config, by_setting=True, deployed=deployed)
+    convergence_figure(
+        pd.concat(frames, ignore_index=True), path, first_config or {}, by_setting=True, deployed=deployed
+    )
     return path
 
 
