@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from policies.intervals import mean_ci
 from policies.oracle import OracleError, OraclePolicy, OracleSolution
 from policies.policy import EpisodeResult, episode_rates, run_episode, spread
 from policies.residual import Residual, ResidualError, residual_from
-from traces.atomic import write_bytes_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
+from traces.atomic import write_csv_atomic, write_json_atomic, write_png_atomic, write_text_atomic
 
 if TYPE_CHECKING:
     from twin.scenario import Scenario
@@ -391,13 +390,6 @@ def _fmt(mean: float, half: float) -> str:
     return f"{mean:.{digits}f}" if np.isnan(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
 
 
-def _save_png(fig, path: Path) -> None:
-    """The figure as a PNG at ``path``, written atomically (a reader never sees half an image)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    write_bytes_atomic(path, buf.getvalue())
-
-
 def utility_per_episode(frame: pd.DataFrame, currency: str) -> tuple[pd.Series, str]:
     """What ``plot_utility`` shows: each policy's utility per (day, seed) episode, a learner's runs averaged, as %
     of the oracle bound where every policy's episodes have it (the oracle itself left out: 100 % by definition),
@@ -438,8 +430,7 @@ def plot_utility(frame: pd.DataFrame, path: Path, currency: str) -> None:
     right.set_title("each episode")
     right.legend(fontsize=7, markerscale=1.5)
     fig.tight_layout()
-    _save_png(fig, path)
-    plt.close(fig)
+    write_png_atomic(path, fig, dpi=120)
 
 
 def plot_cumulative(curves: dict, path: Path, day: str, currency: str, slot_s: float) -> None:
@@ -456,8 +447,7 @@ def plot_cumulative(curves: dict, path: Path, day: str, currency: str, slot_s: f
     ax.set_title(f"Cumulative utility on {day}")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    _save_png(fig, path)
-    plt.close(fig)
+    write_png_atomic(path, fig, dpi=120)
 
 
 # --- driver ------------------------------------------------------------------------------------------------

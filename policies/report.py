@@ -8,7 +8,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -21,7 +20,7 @@ from scipy import stats
 
 from policies.experiment_settings import BASE_SETTINGS, BUDGETS, LEARNERS, MAIN, PLAIN, SHAPER_KNOBS, STUDIES
 from policies.intervals import mean_ci
-from traces.atomic import write_text_atomic
+from traces.atomic import write_png_atomic, write_text_atomic
 from traces.revision import short_revision
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -101,17 +100,8 @@ def jobs_log_axis(axis) -> None:
 
 
 def save_figure(fig, path: Path) -> Path:
-    """Save a figure atomically (temporary file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-        plt.close(fig)
-    return path
+    """Save a figure as a PNG atomically, cropped to what is drawn, and close it."""
+    return write_png_atomic(path, fig, dpi=120, tight=True)
 
 
 def ordered(policies) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -39,6 +40,24 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def figure_png(fig: Any, *, dpi: int, tight: bool = False) -> bytes:
+    """A matplotlib figure rendered as PNG bytes (cropped to its drawn area where ``tight``); the figure is closed,
+    so pyplot does not keep it alive."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=dpi, **({"bbox_inches": "tight"} if tight else {}))
+    finally:
+        plt.close(fig)
+    return buf.getvalue()
+
+
+def write_png_atomic(path: str | Path, fig: Any, *, dpi: int, tight: bool = False) -> Path:
+    """Write a matplotlib figure to ``path`` as a PNG, atomically, and close it (see ``figure_png``)."""
+    return write_bytes_atomic(path, figure_png(fig, dpi=dpi, tight=tight))
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> Path:

@@ -27,7 +27,6 @@ API:
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 from dataclasses import asdict, dataclass, field
@@ -38,7 +37,7 @@ import pandas as pd
 from scipy import optimize, special
 from tqdm import tqdm
 
-from traces.atomic import write_bytes_atomic, write_json_atomic
+from traces.atomic import write_json_atomic, write_png_atomic
 from traces.data_paths import partiprompts_tsv
 
 #: The committed fit of the GenTD26 trace.
@@ -552,11 +551,7 @@ def plot_fit(params: WorkloadParams, trace: str | Path, out: str | Path) -> Path
         a.legend()
     fig.suptitle("GenTD26 arrival model fit (traces/workload.py)")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    write_bytes_atomic(Path(out), buf.getvalue())
-    return Path(out)
+    return write_png_atomic(out, fig, dpi=90)
 
 
 def main(argv: list[str] | None = None) -> int:

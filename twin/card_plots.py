@@ -4,7 +4,6 @@ Imported only when ``python -m twin.calibrate --plots`` asks for plots (matplotl
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from traces.atomic import write_bytes_atomic
+from traces.atomic import write_png_atomic
 from twin.cards import QUALITY_FORMS, card_from_dict
 
 STEP_GRID = np.arange(1, 61)
@@ -74,9 +73,4 @@ def plot_card(card_dict: dict, points: list, path: Path) -> Path:
     _quality_panel(axes[2], card_dict["quality"])
     fig.suptitle(f"{card.gpu} / {card.model} / {card.mode} ({card.basis})", fontsize=11)
     fig.tight_layout()
-    buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format="png", dpi=90)
-    finally:
-        plt.close(fig)
-    return write_bytes_atomic(path, buf.getvalue())
+    return write_png_atomic(path, fig, dpi=90)

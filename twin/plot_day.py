@@ -6,14 +6,13 @@ renewables and queues per data centre, from an episode log; also writes the log 
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from traces.atomic import write_bytes_atomic, write_json_atomic
+from traces.atomic import figure_png, write_bytes_atomic, write_json_atomic
 from twin.episode_log import rollout
 from twin.scenario import ScenarioError
 
@@ -45,10 +44,7 @@ def plot_log(frame: pd.DataFrame, dc_names: list[str], slot_s: int, title: str) 
     ax[-1].set_xlabel("hour of the day (UTC)")
     fig.suptitle(title)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig, dpi=90)
 
 
 def main(argv: list[str] | None = None) -> int:
