@@ -36,6 +36,7 @@ from policies.report import (
     load_study,
     paired_text,
     seed_pairs,
+    setting_curves,
 )
 
 
@@ -115,7 +116,7 @@ def load_page(page: Path, policy: str, setting: str | None, study: str) -> Side:
         setting = settings[0]
     elif setting not in settings:
         raise CompareError(f"{page}: {policy} has no setting {setting!r}; it ran in {', '.join(settings)}")
-    curves, note = setting_curves(load_curves(page, study), policy, setting, len(settings), page / study)
+    curves, note = side_curves(load_curves(page, study), policy, setting, len(settings), page / study)
     return Side((page,), policy, setting, rows[rows.setting == setting], curves, config, note)
 
 
@@ -178,26 +179,19 @@ def pooled_differences(sides: list[Side]) -> str:
     )
 
 
-def setting_curves(curves: pd.DataFrame, policy: str, setting: str, n_settings: int, where: Path):
-    """The held-out curve of ``policy`` in ``setting``, and why there is none where there is none. Curves carry
-    the table's setting names; pages written before that named them after the run's spec
-    (``settle=288+redistribute`` where the table says ``settle=daily``), so a label that differs from the table's
-    is taken only where the learner ran in one setting and has one curve label."""
+def side_curves(curves: pd.DataFrame, policy: str, setting: str, n_settings: int, where: Path):
+    """The held-out curve of ``policy`` in ``setting`` (``policies.report.setting_curves``), and why there is
+    none where there is none."""
     if curves.empty or not held_out_curves(curves):
         return pd.DataFrame(), f"{where}: no held-out learning curves"
     require_columns(
         curves, ("policy", "seed", "step", "utility", "setting"), where / f"{where.name}_curves.csv"
     )
-    curves = curves[curves.policy == policy]
-    names = sorted(set(curves.setting))
-    if setting in names:
-        return curves[curves.setting == setting], ""
-    if n_settings == 1 and len(names) == 1:
-        return curves, ""
-    return (
-        pd.DataFrame(),
-        f"{where}: {policy}'s curves are labelled {', '.join(names) or 'nothing'}, none {setting!r}",
-    )
+    found = setting_curves(curves, policy, setting, n_settings)
+    if found is None:
+        names = ", ".join(sorted(set(curves[curves.policy == policy].setting))) or "nothing"
+        return pd.DataFrame(), f"{where}: {policy}'s curves are labelled {names}, none {setting!r}"
+    return found, ""
 
 
 def same_scenario(a: str, b: str) -> bool:

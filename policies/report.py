@@ -1027,18 +1027,31 @@ def paired_points(table: pd.DataFrame, setting: str, shaped: str = MAIN) -> str:
     return compact_paired((x - y).dropna().to_numpy())
 
 
+def setting_curves(curves: pd.DataFrame, policy: str, setting: str, n_settings: int) -> pd.DataFrame | None:
+    """The curves of ``policy`` in ``setting`` (None where they cannot be told apart). Curves carry the table's
+    setting names; pages written before that named them after the run's spec (``settle=288+redistribute`` where
+    the table says ``settle=daily``), so a label that differs from the table's is taken only where the learner
+    ran in one setting (``n_settings``, from the table) and its curves have one label."""
+    curves = curves[curves.policy == policy]
+    names = set(curves.setting)
+    if setting in names:
+        return curves[curves.setting == setting]
+    return curves if n_settings == 1 and len(names) == 1 else None
+
+
 def deployed_area_difference(curves: pd.DataFrame, table: pd.DataFrame, setting: str, shaped: str) -> str:
     """``shaped`` minus sac in the area under the deployed-policy curve (``chosen_curves``; a seed's mean over
-    the evaluations after step 0), paired by seed; "–" where the runs did not select on validation days. Curves
-    of pages written before they carried the table's setting names are taken where each of the two learners
-    ran in one setting and the curves have one label."""
+    the evaluations after step 0), paired by seed; "–" where the runs did not select on validation days or a
+    learner's curves in ``setting`` cannot be told apart (``setting_curves``)."""
     if curves.empty or not held_out_curves(curves) or "setting" not in curves.columns:
         return "–"
-    if setting in set(curves.setting):
-        curves = curves[curves.setting == setting]
-    elif table[table.policy.isin([shaped, PLAIN])].setting.nunique() != 1 or curves.setting.nunique() != 1:
+    found = [
+        setting_curves(curves, p, setting, table[table.policy == p].setting.nunique())
+        for p in (shaped, PLAIN)
+    ]
+    if any(f is None for f in found):
         return "–"
-    area = seed_areas(chosen_curves(curves[curves.policy.isin([shaped, PLAIN])]))
+    area = seed_areas(chosen_curves(pd.concat(found).assign(setting=setting)))
     if area.empty or not {shaped, PLAIN} <= set(area.policy):
         return "–"
     per_seed = area.pivot_table(index="seed", columns="policy", values="utility")

@@ -296,6 +296,23 @@ def test_the_deployed_policy_curve_keeps_the_best_on_validation_days_so_far():
     assert (
         len(report.curve_area_comparison(pd.DataFrame(rows + shaped).drop(columns="val_utility"), "EUR")) == 1
     )
+    # the index's column: the same area difference; curves of older pages named after the run's spec, one label
+    # per learner, are taken where the learner ran in one setting of the table
+    table = pd.DataFrame({"policy": ["sac", "sac", "sac+perfect", "sac+perfect"], "setting": "settle=daily",
+                          "seed": [0, 1, 0, 1]})  # fmt: skip
+    old = pd.DataFrame(
+        [{**r, "setting": "settle=288"} for r in rows] + [{**r, "setting": "settle=288+r"} for r in shaped]
+    )
+    for curves in (pd.DataFrame(rows + shaped).assign(setting="settle=daily"), old):
+        assert report.deployed_area_difference(curves, table, "settle=daily", "sac+perfect").startswith(
+            "+1.0 (-11.7 to +13.7), p = 0.5, better on 1/2 seeds"
+        )
+    two = pd.concat([table, table.assign(setting="settle=hourly")])  # which label is which setting: unknown
+    assert report.deployed_area_difference(old, two, "settle=daily", "sac+perfect") == "–"
+    assert (
+        report.deployed_area_difference(old.drop(columns="val_utility"), table, "settle=daily", "sac+perfect")
+        == "–"
+    )
 
 
 def test_runs_chosen_on_validation_days_get_a_deployed_policy_figure(finished, tmp_path, capsys):
