@@ -116,7 +116,7 @@ def load_page(page: Path, policy: str, setting: str | None, study: str) -> Side:
         setting = settings[0]
     elif setting not in settings:
         raise CompareError(f"{page}: {policy} has no setting {setting!r}; it ran in {', '.join(settings)}")
-    curves, note = side_curves(load_curves(page, study), policy, setting, len(settings), page / study)
+    curves, note = side_curves(load_curves(page, study), policy, setting, settings, page / study)
     return Side((page,), policy, setting, rows[rows.setting == setting], curves, config, note)
 
 
@@ -179,7 +179,7 @@ def pooled_differences(sides: list[Side]) -> str:
     )
 
 
-def side_curves(curves: pd.DataFrame, policy: str, setting: str, n_settings: int, where: Path):
+def side_curves(curves: pd.DataFrame, policy: str, setting: str, ran_in: list[str], where: Path):
     """The held-out curve of ``policy`` in ``setting`` (``policies.report.setting_curves``), and why there is
     none where there is none."""
     if curves.empty or not held_out_curves(curves):
@@ -187,7 +187,7 @@ def side_curves(curves: pd.DataFrame, policy: str, setting: str, n_settings: int
     require_columns(
         curves, ("policy", "seed", "step", "utility", "setting"), where / f"{where.name}_curves.csv"
     )
-    found = setting_curves(curves, policy, setting, n_settings)
+    found = setting_curves(curves, policy, setting, ran_in)
     if found is None:
         names = ", ".join(sorted(set(curves[curves.policy == policy].setting))) or "nothing"
         return pd.DataFrame(), f"{where}: {policy}'s curves are labelled {names}, none {setting!r}"

@@ -1027,16 +1027,16 @@ def paired_points(table: pd.DataFrame, setting: str, shaped: str = MAIN) -> str:
     return compact_paired((x - y).dropna().to_numpy())
 
 
-def setting_curves(curves: pd.DataFrame, policy: str, setting: str, n_settings: int) -> pd.DataFrame | None:
+def setting_curves(curves: pd.DataFrame, policy: str, setting: str, ran_in) -> pd.DataFrame | None:
     """The curves of ``policy`` in ``setting`` (None where they cannot be told apart). Curves carry the table's
     setting names; pages written before that named them after the run's spec (``settle=288+redistribute`` where
-    the table says ``settle=daily``), so a label that differs from the table's is taken only where the learner
-    ran in one setting (``n_settings``, from the table) and its curves have one label."""
+    the table says ``settle=daily``), so a label that differs from the table's is taken only where ``setting`` is
+    the one setting the learner ran in (``ran_in``: its settings in the table) and its curves have one label."""
     curves = curves[curves.policy == policy]
     names = set(curves.setting)
     if setting in names:
         return curves[curves.setting == setting]
-    return curves if n_settings == 1 and len(names) == 1 else None
+    return curves if set(ran_in) == {setting} and len(names) == 1 else None
 
 
 def deployed_area_difference(curves: pd.DataFrame, table: pd.DataFrame, setting: str, shaped: str) -> str:
@@ -1046,12 +1046,11 @@ def deployed_area_difference(curves: pd.DataFrame, table: pd.DataFrame, setting:
     if curves.empty or not held_out_curves(curves) or "setting" not in curves.columns:
         return "–"
     found = [
-        setting_curves(curves, p, setting, table[table.policy == p].setting.nunique())
-        for p in (shaped, PLAIN)
+        setting_curves(curves, p, setting, set(table[table.policy == p].setting)) for p in (shaped, PLAIN)
     ]
     if any(f is None for f in found):
         return "–"
-    area = seed_areas(chosen_curves(pd.concat(found).assign(setting=setting)))
+    area = seed_areas(chosen_curves(pd.concat(found)))
     if area.empty or not {shaped, PLAIN} <= set(area.policy):
         return "–"
     per_seed = area.pivot_table(index="seed", columns="policy", values="utility")

@@ -309,6 +309,10 @@ def test_the_deployed_policy_curve_keeps_the_best_on_validation_days_so_far():
         )
     two = pd.concat([table, table.assign(setting="settle=hourly")])  # which label is which setting: unknown
     assert report.deployed_area_difference(old, two, "settle=daily", "sac+perfect") == "–"
+    elsewhere = table.assign(setting=np.where(table.policy == "sac", "settle=hourly", "settle=daily"))
+    assert (
+        report.deployed_area_difference(old, elsewhere, "settle=daily", "sac+perfect") == "–"
+    )  # sac never ran there
     assert (
         report.deployed_area_difference(old.drop(columns="val_utility"), table, "settle=daily", "sac+perfect")
         == "–"
