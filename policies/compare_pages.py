@@ -35,6 +35,7 @@ from policies.report import (
     load_curves,
     load_study,
     paired_text,
+    seed_areas,
     seed_pairs,
     setting_curves,
 )
@@ -241,9 +242,8 @@ def paired_line(name: str, x: pd.Series, y: pd.Series) -> str:
 
 
 def area(curves: pd.DataFrame, steps: list[int]) -> pd.Series:
-    """A seed's mean held-out utility over the given evaluation steps (NaN for a seed that lacks one of them)."""
-    per_step = curves[curves.step.isin(steps)].pivot_table(index="seed", columns="step", values="utility")
-    return per_step.reindex(columns=steps).mean(axis=1, skipna=False)
+    """A seed's area over the given evaluation steps (``policies.report.seed_areas``), indexed by seed."""
+    return seed_areas(curves, steps).groupby("seed").utility.mean()
 
 
 def comparison(a: Side, b: Side, until: int | None = None) -> list[str]:

@@ -736,13 +736,19 @@ def area_differences(curves: pd.DataFrame) -> list[str]:
     return parts
 
 
-def seed_areas(curves: pd.DataFrame) -> pd.DataFrame:
+def seed_areas(curves: pd.DataFrame, steps: list[int] | None = None) -> pd.DataFrame:
     """A run's area under its curve: its mean utility over its evaluations after step 0 (the untrained policy),
-    one row per setting, policy and seed."""
+    one row per setting, policy and seed. Given ``steps`` (e.g. the evaluations two pages share), the mean over
+    exactly those, NaN for a run that lacks a finite value at one of them."""
+    keys = ["setting", "policy", "seed"]
     if curves.empty:
-        return pd.DataFrame(columns=["setting", "policy", "seed", "utility"])
-    trained = curves[curves.step > 0]
-    return trained.groupby(["setting", "policy", "seed"], as_index=False).utility.mean()
+        return pd.DataFrame(columns=[*keys, "utility"])
+    if steps is None:
+        return curves[curves.step > 0].groupby(keys, as_index=False).utility.mean()
+    kept = curves[curves.step.isin(steps)].groupby([*keys, "step"], as_index=False).utility.mean()
+    area = kept.groupby(keys, as_index=False).agg(utility=("utility", "mean"), n=("utility", "count"))
+    area.loc[area.n < len(set(steps)), "utility"] = np.nan
+    return area.drop(columns="n")
 
 
 def versus_baseline(t: pd.DataFrame, setting: str) -> list[str]:

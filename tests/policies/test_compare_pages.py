@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from policies.compare_pages import main, same_scenario
-from policies.report import fmt
+from policies.report import fmt, seed_areas
 
 CONFIG = {"study": "sparsity", "scenario": "default", "scenario_toml": "[scenario]\nname = 'default'\n",
           "eval_days": [1, 181, 361], "eval_day_seeds": [10000, 10001, 10002]}  # fmt: skip
@@ -110,6 +110,21 @@ def test_the_area_covers_only_the_steps_both_pages_evaluated(tmp_path, capsys):
     assert "steps 4000-12000, the 3 evaluations" in out
     area = [np.mean(A_CURVE[s][1:]) - np.mean([b_curve[s][i] for i in (2, 4, 6)]) for s in SHARED]
     assert paired(area) in line(out, "area under")
+
+
+def test_an_area_over_given_steps_is_missing_for_a_run_that_lacks_one_of_them():
+    curves = pd.DataFrame({
+        "setting": "s", "policy": "sac",
+        "seed": [0, 0, 0, 0, 1, 1, 1],
+        "step": [0, 2000, 4000, 6000, 0, 2000, 6000],
+        "utility": [1.0, 2.0, 4.0, 9.0, 1.0, 3.0, 5.0],
+    })  # fmt: skip
+    every = seed_areas(curves).set_index("seed").utility
+    given = seed_areas(curves, [2000, 4000]).set_index("seed").utility
+    assert every.to_dict() == {0: 5.0, 1: 4.0}  # after step 0, whatever a run evaluated
+    assert given[0] == 3.0 and np.isnan(given[1])  # seed 1 has no evaluation at 4000
+    nan_at_4000 = curves.assign(utility=curves.utility.where(curves.step != 4000))
+    assert np.isnan(seed_areas(nan_at_4000, [2000, 4000]).set_index("seed").utility[0])
 
 
 def test_with_validation_evaluations_the_deployed_policy_curve_is_compared_too(tmp_path, capsys):
