@@ -198,7 +198,12 @@ def convergence_figure(
         ax.set_xlabel("environment steps")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if not by_setting:
+            ax.legend(fontsize=8)
+    if by_setting:  # labels naming pages are long: one legend for both panels (same colours), below them
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="upper center", ncol=1 + (len(labels) > 4), fontsize=8,
+                   bbox_to_anchor=(0.5, 0.0))  # fmt: skip
     if len(panels) == 2:
         axes[0, 1].axhline(0, color="k", lw=0.8)
     per_line = curves.groupby(["policy", "setting"]).seed.nunique()

@@ -357,12 +357,16 @@ def test_curves_of_pages_with_disjoint_seeds_pool_into_one_line_per_learner(tmp_
         page("more", "sac", (2,)),
     )
     drawn, save = [], report.save_figure
-    monkeypatch.setattr(report, "save_figure", lambda fig, path: drawn.append(fig.axes) or save(fig, path))
+    monkeypatch.setattr(report, "save_figure", lambda fig, path: drawn.append(fig) or save(fig, path))
     png = tmp_path / "pooled.png"
     assert report.main(["--curves", f"{sac}+{shaped}+{more}", "--png", str(png)]) == 0
-    left, right = drawn[0]
-    legend = {t.get_text() for t in left.get_legend().get_texts()}
-    assert legend == {"sac+diffusion s [sac +2 pages]", "sac s [sac +2 pages]"}
+    left, right = drawn[0].axes
+    (legend,) = drawn[0].legends  # one for both panels, outside them
+    assert left.get_legend() is None and right.get_legend() is None
+    assert {t.get_text() for t in legend.get_texts()} == {
+        "sac+diffusion s [sac +2 pages]",
+        "sac s [sac +2 pages]",
+    }
     assert len(right.get_lines()) == 2  # sac+diffusion paired with the pooled sac, and the zero line
     capsys.readouterr()
     other = page("other", "sac", (5,))
