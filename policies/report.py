@@ -161,11 +161,17 @@ def curve_band(curves: pd.DataFrame, window: int) -> pd.DataFrame:
 
 
 def convergence_figure(
-    curves: pd.DataFrame, path: Path, config: dict, by_setting: bool = False, deployed: bool = False
+    curves: pd.DataFrame,
+    path: Path,
+    config: dict,
+    by_setting: bool = False,
+    deployed: bool = False,
+    legend_below: bool = False,
 ) -> None:
     """Left: utility per training episode; right: the same minus plain SAC's on the same episode (paired, within
     a setting). ``by_setting``: one curve per policy and setting, labelled with both. ``deployed``: the curves
-    are ``chosen_curves`` (the policy chosen on validation days so far), labelled so and not smoothed."""
+    are ``chosen_curves`` (the policy chosen on validation days so far), labelled so and not smoothed.
+    ``legend_below``: one legend for both panels, below them (for long labels), instead of one in each."""
     from policies.experiments import paired_to_plain
 
     episodes = curves.groupby(["policy", "setting", "seed"]).size().max()
@@ -198,10 +204,14 @@ def convergence_figure(
         ax.set_xlabel("environment steps")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        if not by_setting:
+        if not legend_below:
             ax.legend(fontsize=8)
-    if by_setting:  # labels naming pages are long: one legend for both panels (same colours), below them
-        handles, labels = axes[0, 0].get_legend_handles_labels()
+    if legend_below:  # a label's colour is the same in both panels; a line drawn in one only is named too
+        named = {}
+        for ax in axes[0]:
+            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+                named.setdefault(label, handle)
+        handles, labels = list(named.values()), list(named)
         fig.legend(handles, labels, loc="upper center", ncol=1 + (len(labels) > 4), fontsize=8,
                    bbox_to_anchor=(0.5, 0.0))  # fmt: skip
     if len(panels) == 2:
@@ -304,7 +314,12 @@ def pages_curves_figure(
         curves = pd.concat(pooled, ignore_index=True)
         frames.append(curves.assign(setting=curves.setting + f" [{label}]"))
     convergence_figure(
-        pd.concat(frames, ignore_index=True), path, first_config or {}, by_setting=True, deployed=deployed
+        pd.concat(frames, ignore_index=True),
+        path,
+        first_config or {},
+        by_setting=True,
+        deployed=deployed,
+        legend_below=True,  # the labels name pages
     )
     return path
 
@@ -322,7 +337,7 @@ def check_poolable(label: str, members: list[Path], pooled: list[pd.DataFrame], 
         raise ReportError(f"{label}: the pooled pages label their curves differently ({shown})")
     seen: dict[tuple, str] = {}
     for page, curves in zip(members, pooled, strict=True):
-        for policy, seed in set(zip(curves.policy, curves.seed, strict=True)):
+        for policy, seed in sorted(set(zip(curves.policy, curves.seed, strict=True))):
             if (policy, seed) in seen:
                 raise ReportError(
                     f"{label}: {policy} seed {seed} is on both {seen[policy, seed]} and {page.name}"
@@ -749,9 +764,13 @@ def seed_areas(curves: pd.DataFrame, steps: list[int] | None = None) -> pd.DataF
     if curves.empty:
         return pd.DataFrame(columns=[*keys, "utility"])
     if steps is None:
-        return curves[curves.step > 0].groupby(keys, as_index=False).utility.mean()
-    kept = curves[curves.step.isin(steps)].groupby([*keys, "step"], as_index=False).utility.mean()
-    area = kept.groupby(keys, as_index=False).agg(utility=("utility", "mean"), n=("utility", "count"))
+        return curves[curves.step > 0].groupby(keys, as_index=False, dropna=False).utility.mean()
+    kept = (
+        curves[curves.step.isin(steps)].groupby([*keys, "step"], as_index=False, dropna=False).utility.mean()
+    )
+    area = kept.groupby(keys, as_index=False, dropna=False).agg(
+        utility=("utility", "mean"), n=("utility", "count")
+    )
     area.loc[area.n < len(set(steps)), "utility"] = np.nan
     return area.drop(columns="n")
 

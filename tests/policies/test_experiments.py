@@ -342,6 +342,25 @@ def test_runs_chosen_on_validation_days_get_a_deployed_policy_figure(finished, t
     ]
 
 
+def test_a_line_drawn_only_in_the_right_panel_is_named_in_the_legend_below(tmp_path, monkeypatch):
+    """Two pages with the same sac+diffusion runs but different sac runs: the left panel draws sac+diffusion
+    once, the right panel (each minus its page's sac) twice; the one legend names all four lines."""
+    rows = [{"setting": f"s [{page}]", "policy": policy, "seed": seed, "step": step, "curve_source": "held-out",
+             "utility": 10.0 + step + seed + (offset if policy == "sac" else 1.0)}
+            for page, offset in (("A", 0.0), ("B", 5.0)) for policy in ("sac", "sac+diffusion")
+            for seed in (0, 1) for step in (0, 1, 2)]  # fmt: skip
+    drawn, save = [], report.save_figure
+    monkeypatch.setattr(report, "save_figure", lambda fig, path: drawn.append(fig) or save(fig, path))
+    report.convergence_figure(pd.DataFrame(rows), tmp_path / "c.png", {}, by_setting=True, legend_below=True)
+    left, right = drawn[0].axes
+    assert len(left.get_lines()) == 3 and len(right.get_lines()) == 3  # right: two lines and the zero line
+    (legend,) = drawn[0].legends
+    names = [t.get_text() for t in legend.get_texts()]
+    assert sorted(names) == ["sac s [A]", "sac s [B]", "sac+diffusion s [A]", "sac+diffusion s [B]"]
+    colours = {line.get_label(): line.get_color() for ax in (left, right) for line in ax.get_lines()}
+    assert [h.get_color() for h in legend.legend_handles] == [colours[n] for n in names]
+
+
 def test_curves_of_pages_with_disjoint_seeds_pool_into_one_line_per_learner(tmp_path, monkeypatch, capsys):
     def page(name, policy, seeds):
         rows = [{"setting": "s", "policy": policy, "seed": seed, "step": step, "utility": 10.0 + step + seed,
